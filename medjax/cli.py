@@ -1,0 +1,50 @@
+"""Shared command-line plumbing: `--config file.py[:args]` plus `--config.a.b=v` overrides."""
+
+import argparse
+import sys
+
+from medjax.configs import apply_overrides, load_config
+from medjax.errors import ConfigError, MedjaxError
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Separate `--config.a.b=v` / `--config.a.b v` from the other arguments."""
+    rest, overrides, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            key, eq, value = arg[len("--config.") :].partition("=")
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"{arg} needs a value: {arg}=VALUE")
+                value, i = argv[i + 1], i + 1
+            overrides.append((key, value))
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def config_from_args(args, overrides):
+    config = load_config(args.config)
+    apply_overrides(config, overrides)
+    return config
+
+
+def main_guard(fn, argv=None):
+    """Run `fn(argv)`, turning user-facing errors into one message and exit status 2."""
+    try:
+        return fn(sys.argv[1:] if argv is None else argv)
+    except MedjaxError as e:
+        print(f"medjax: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog="Any config key can be overridden with --config.KEY=VALUE, "
+        "e.g. --config.optimizer.name=sgd",
+    )
+    parser.add_argument("--config", required=True, help="experiments/NAME.py[:args]")
+    return parser

@@ -1,0 +1,13 @@
+"""Experiment configs: the shared defaults, loading `file.py:args`, and `--config.a.b=v` overrides."""
+
+from medjax.configs.base import apply_runlocal, get_base_config, parse_arg
+from medjax.configs.loader import apply_overrides, flatten, load_config
+
+__all__ = [
+    "apply_overrides",
+    "apply_runlocal",
+    "flatten",
+    "get_base_config",
+    "load_config",
+    "parse_arg",
+]

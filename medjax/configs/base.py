@@ -1,0 +1,114 @@
+"""The full set of config keys with their defaults.
+
+An experiment file starts from `get_base_config()`, changes what its question needs, and returns
+`config.lock()`-ed, so a misspelt key in the file or on the command line fails instead of being
+silently ignored. Every duration, size and class count used in training comes from here or from
+the data, never from constants in the training code.
+"""
+
+import ml_collections
+
+from medjax.errors import ConfigError
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "phantom"  # see medjax.data.sources: phantom, medmnist
+    c.data.name = "phantom"  # medmnist: finds $MEDJAX_DATA_DIR/<name>.npz
+    c.data.path = ""  # explicit file; overrides name
+    c.data.image_size = 28  # phantom: generated size; medmnist: checked against the file
+    c.data.channels = 1
+    c.data.num_classes = 2  # phantom only; other sources read it from the data
+    c.data.modality = "ultrasound"  # phantom noise model: xray (Poisson), ultrasound, mri (Rician)
+    c.data.num_train = 2048  # phantom split sizes
+    c.data.num_val = 512
+    c.data.num_test = 512
+    c.data.max_examples_per_split = 0  # 0 keeps all; :runlocal uses a few hundred
+    # Ordered op lists, each entry "name(arg=value, ...)" (see medjax.ops). Preprocessing runs
+    # once per example on the host; augmentation runs on the device inside the train step.
+    c.data.preprocess = ("value_range(min=-1.0, max=1.0)",)
+    c.data.augment = ()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "cnn"  # see medjax.models: cnn, resnet18, resnet34
+    c.model.activation = "relu"
+    c.model.norm = "batch"
+    c.model.dropout = 0.0
+    c.model.stem = "auto"  # resnet: auto (small for <= 64 px), small, imagenet
+    c.model.widths = (32, 64, 128)  # cnn: one conv stage per width
+    c.model.convs_per_stage = 2  # cnn
+    c.model.kernel_size = 3  # cnn
+    c.model.pool = "max"  # cnn: downsampling between stages (max, avg)
+    c.model.dtype = "float32"  # compute dtype; bfloat16 = mixed precision with float32 params
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adam"  # see medjax.train.optimizers
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.schedule = "constant"  # constant, cosine, warmup_cosine
+    c.optimizer.warmup_epochs = 0.0
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.momentum = 0.9  # sgd, nesterov, rmsprop
+    c.optimizer.grad_clip_norm = 0.0  # 0 disables
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "softmax_xent"
+    c.loss.label_smoothing = 0.0
+    c.loss.class_weights = "none"  # none, balanced (inverse frequency on the train split)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 128
+    c.train.num_epochs = 10.0  # the run's length; num_steps > 0 takes precedence
+    c.train.num_steps = 0
+    c.train.log_every_steps = 20
+    c.train.eval_every_epochs = 1.0
+    c.train.keep_checkpoints = 2  # the last K are kept, and the best by select_metric
+    c.train.select_metric = "auc"  # validation metric that picks the checkpoint tested
+    c.train.select_mode = "max"
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 256
+    c.eval.bootstrap_samples = 1000
+    c.eval.positive_class = 1  # binary tasks: the class whose sensitivity is reported
+    return c
+
+
+def parse_arg(arg: str | None, **defaults):
+    """Parse the `:a=1,b,c=x` part of `--config file.py:ARGS` into a ConfigDict.
+
+    Each key must be one of `defaults`; its value is converted to the default's type. A bare key
+    sets a boolean to True (`:runlocal`).
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in defaults:
+            raise ConfigError(
+                f"unknown config argument {key!r}; this config takes: {', '.join(defaults)}"
+            )
+        default = defaults[key]
+        if isinstance(default, bool):
+            out[key] = value.lower() in ("", "1", "true", "yes")
+        else:
+            try:
+                out[key] = type(default)(value)
+            except ValueError:
+                raise ConfigError(
+                    f"config argument {key}={value!r} is not a {type(default).__name__}"
+                ) from None
+    return out
+
+
+def apply_runlocal(c: ml_collections.ConfigDict) -> None:
+    """Shrink a config to a seconds-long smoke run that still exercises every stage."""
+    c.data.max_examples_per_split = 256
+    c.data.num_train, c.data.num_val, c.data.num_test = 256, 128, 128
+    c.train.num_steps = 12
+    c.train.batch_size = 32
+    c.train.log_every_steps = 4
+    c.train.eval_every_epochs = 0.5
+    c.eval.batch_size = 64
+    c.eval.bootstrap_samples = 100

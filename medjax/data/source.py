@@ -1,0 +1,91 @@
+"""The source interface: every data source turns `config.data` into a `Dataset` of splits.
+
+Sources register under the name `config.data.source` selects. They return raw pixels (uint8 or
+float) with integer labels; preprocessing is applied afterwards, the same way for every source.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from medjax.errors import DataError
+from medjax.registry import Registry
+
+SOURCES = Registry("data source", "config.data.source")
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class Split:
+    images: np.ndarray  # (N, H, W, C)
+    labels: np.ndarray  # (N,) int32
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass
+class Dataset:
+    name: str
+    splits: dict[str, Split]
+    num_classes: int
+    class_names: list[str]
+    modality: str = "unknown"
+    origin: str = ""  # file or generator it came from, for the run card
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.splits["train"].images.shape[1:]
+
+    def summary(self) -> dict:
+        """Images and class counts per split, as printed and saved with the run."""
+        return {
+            name: {
+                "images": len(s),
+                "class_counts": {
+                    self.class_names[c]: int(n)
+                    for c, n in enumerate(np.bincount(s.labels, minlength=self.num_classes))
+                },
+            }
+            for name, s in self.splits.items()
+        }
+
+
+def to_channels(images: np.ndarray, channels: int, origin: str) -> np.ndarray:
+    """(N, H, W[, C]) -> (N, H, W, channels), replicating grey or taking RGB luminance."""
+    if images.ndim == 3:
+        images = images[..., None]
+    have = images.shape[-1]
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return np.repeat(images, 3, axis=-1)
+    if have == 3 and channels == 1:
+        grey = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return grey[..., None].round().astype(images.dtype)
+    raise DataError(
+        f"{origin}: images have {have} channels and config.data.channels={channels}; "
+        f"set --config.data.channels={have}"
+    )
+
+
+def subsample(split: Split, max_examples: int, seed: int) -> Split:
+    """A seeded random subset (some files are sorted by class, so never just the first N)."""
+    if not max_examples or len(split) <= max_examples:
+        return split
+    keep = np.sort(np.random.default_rng(seed).permutation(len(split))[:max_examples])
+    return Split(split.images[keep], split.labels[keep])
+
+
+def load_dataset(data_config) -> Dataset:
+    """Build the configured source, then apply the generic size limits."""
+    dataset = SOURCES.get(data_config.source)(data_config)
+    if data_config.max_examples_per_split:
+        dataset.splits = {
+            name: subsample(s, data_config.max_examples_per_split, i)
+            for i, (name, s) in enumerate(dataset.splits.items())
+        }
+    for name in SPLITS:
+        if name not in dataset.splits or len(dataset.splits[name]) == 0:
+            raise DataError(f"{dataset.origin}: the {name!r} split is empty or missing")
+    return dataset

@@ -1,0 +1,73 @@
+"""Classification metrics with scikit-learn's definitions and 95% bootstrap intervals.
+
+Binary tasks report sensitivity, specificity and F1 for `positive_class` (the disease class);
+multi-class tasks report their macro averages over classes, one-vs-rest, and the macro
+one-vs-rest ROC AUC.
+"""
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def _auc(labels, probs, num_classes, positive):
+    if len(np.unique(labels)) < num_classes:
+        return float("nan")  # undefined when a class is absent from the sample
+    if num_classes == 2:
+        return float(skm.roc_auc_score(labels == positive, probs[:, positive]))
+    return float(
+        skm.roc_auc_score(
+            labels, probs, multi_class="ovr", average="macro", labels=np.arange(num_classes)
+        )
+    )
+
+
+def _per_class_specificity(cm):
+    fp = cm.sum(0) - np.diag(cm)
+    tn = cm.sum() - cm.sum(0) - cm.sum(1) + np.diag(cm)
+    return tn / np.maximum(tn + fp, 1)
+
+
+def classification_metrics(
+    labels, probs, num_classes: int, positive_class: int = 1, bootstrap: int = 1000, seed: int = 0
+) -> dict:
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, np.float64)
+    preds = probs.argmax(-1)
+    classes = np.arange(num_classes)
+    cm = skm.confusion_matrix(labels, preds, labels=classes)
+    recall = skm.recall_score(labels, preds, labels=classes, average=None, zero_division=0)
+    spec = _per_class_specificity(cm)
+    binary = num_classes == 2
+    out = {
+        "num_examples": int(len(labels)),
+        "accuracy": float(skm.accuracy_score(labels, preds)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, preds)),
+        "auc": _auc(labels, probs, num_classes, positive_class),
+        "sensitivity": float(recall[positive_class] if binary else recall.mean()),
+        "specificity": float(spec[positive_class] if binary else spec.mean()),
+        "f1": float(
+            skm.f1_score(labels, preds, pos_label=positive_class, average="binary", zero_division=0)
+            if binary
+            else skm.f1_score(labels, preds, labels=classes, average="macro", zero_division=0)
+        ),
+        "confusion_matrix": cm.tolist(),
+        "per_class_sensitivity": recall.tolist(),
+        "per_class_specificity": spec.tolist(),
+    }
+    if bootstrap:
+        out["ci95"] = _bootstrap(labels, probs, preds, num_classes, positive_class, bootstrap, seed)
+    return out
+
+
+def _bootstrap(labels, probs, preds, num_classes, positive, samples, seed):
+    """Percentile intervals over resamples of the evaluation set (with replacement)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), (samples, len(labels)))
+    acc = (preds[idx] == labels[idx]).mean(1)
+    aucs = np.array([_auc(labels[i], probs[i], num_classes, positive) for i in idx])
+    aucs = aucs[np.isfinite(aucs)]
+
+    def interval(x):
+        return [float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))] if len(x) else None
+
+    return {"accuracy": interval(acc), "auc": interval(aucs), "samples": samples}

@@ -1,0 +1,11 @@
+"""Flax models selected by `config.model.name`; all return logits and sow named features.
+
+Every model is called as `model.apply(variables, images, train=...)` with channel-last images,
+and records its stage outputs with `self.sow("intermediates", name, x)`, so class-activation
+maps can be taken from any stage with `mutable=["intermediates"]`.
+"""
+
+from medjax.models import cnn, resnet  # noqa: F401  (registers the models)
+from medjax.models.registry import MODELS, build_model, check_input_size
+
+__all__ = ["MODELS", "build_model", "check_input_size"]

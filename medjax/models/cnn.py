@@ -1,0 +1,62 @@
+"""A configurable plain CNN, the most common model in the medical imaging literature."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from medjax.errors import ConfigError
+from medjax.models.registry import MODELS, check_input_size
+
+
+class CNN(nn.Module):
+    """Stages of (conv -> norm -> activation) x convs_per_stage, pooled between stages, then
+    global average pooling, dropout and a linear classifier."""
+
+    num_classes: int
+    widths: Sequence[int]
+    convs_per_stage: int
+    kernel_size: int
+    pool: str
+    dropout: float
+    act: Callable
+    norm: Any
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.astype(self.dtype)
+        k = (self.kernel_size, self.kernel_size)
+        for i, width in enumerate(self.widths):
+            if i > 0:
+                pool = nn.max_pool if self.pool == "max" else nn.avg_pool
+                x = pool(x, (2, 2), (2, 2))
+            for j in range(self.convs_per_stage):
+                x = nn.Conv(width, k, use_bias=False, dtype=self.dtype, name=f"conv{i}_{j}")(x)
+                x = self.act(self.norm(name=f"norm{i}_{j}")(x, train))
+            self.sow("intermediates", f"stage{i}", x)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        self.sow("intermediates", "pooled", x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, name="head")(x)
+
+
+@MODELS.register("cnn")
+def cnn(cfg, num_classes, image_size, act, norm, dtype):
+    if cfg.pool not in ("max", "avg"):
+        raise ConfigError(f"config.model.pool must be 'max' or 'avg', not {cfg.pool!r}")
+    if not cfg.widths or cfg.convs_per_stage < 1 or cfg.kernel_size < 1:
+        raise ConfigError("config.model.widths, convs_per_stage and kernel_size must be positive")
+    check_input_size("cnn", image_size, 2 ** (len(cfg.widths) - 1))
+    return CNN(
+        num_classes,
+        tuple(cfg.widths),
+        cfg.convs_per_stage,
+        cfg.kernel_size,
+        cfg.pool,
+        cfg.dropout,
+        act,
+        norm,
+        dtype,
+    )

@@ -1,0 +1,62 @@
+"""Activations, normalisations and convolutions chosen by name from the config."""
+
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from medjax.registry import Registry
+
+ACTIVATIONS = Registry("activation", "config.model.activation")
+for _name, _fn in {
+    "relu": nn.relu,
+    "leaky_relu": functools.partial(nn.leaky_relu, negative_slope=0.01),
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "silu": nn.silu,
+    "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
+    "tanh": jnp.tanh,
+    "sigmoid": nn.sigmoid,
+}.items():
+    ACTIVATIONS.register(_name, _fn)
+
+NORMS = Registry("normalisation", "config.model.norm")
+
+
+class Identity(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return x
+
+
+class BatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        # Statistics in float32 even under bfloat16 compute: variance underflows in bfloat16.
+        return nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=jnp.float32
+        )(x)
+
+
+class GroupNorm(nn.Module):
+    groups: int = 32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.GroupNorm(num_groups=math.gcd(self.groups, x.shape[-1]), dtype=jnp.float32)(x)
+
+
+class LayerNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.LayerNorm(dtype=jnp.float32)(x)
+
+
+NORMS.register("batch", BatchNorm)
+NORMS.register("group", GroupNorm)
+NORMS.register("layer", LayerNorm)
+NORMS.register("none", Identity)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

@@ -1,0 +1,34 @@
+"""The model registry and the config -> module builder."""
+
+from medjax.errors import ConfigError
+from medjax.models.layers import ACTIVATIONS, DTYPES, NORMS
+from medjax.registry import Registry
+
+MODELS = Registry("model", "config.model.name")
+
+
+def build_model(model_config, num_classes: int, image_size: int):
+    """Instantiate `config.model.name` with its activation, norm and dtype looked up by name."""
+    factory = MODELS.get(model_config.name)
+    if model_config.dtype not in DTYPES:
+        raise ConfigError(
+            f"unknown dtype {model_config.dtype!r} in config.model.dtype; valid: {', '.join(DTYPES)}"
+        )
+    return factory(
+        model_config,
+        num_classes=num_classes,
+        image_size=image_size,
+        act=ACTIVATIONS.get(model_config.activation),
+        norm=NORMS.get(model_config.norm),
+        dtype=DTYPES[model_config.dtype],
+    )
+
+
+def check_input_size(name: str, image_size: int, downsampling: int, min_final: int = 1) -> None:
+    """Refuse an input a model would shrink to nothing, before any convolution sees it."""
+    if image_size // downsampling < min_final:
+        raise ConfigError(
+            f"model {name!r} downsamples by {downsampling}x, so {image_size} px inputs shrink to "
+            f"nothing; use a larger config.data.image_size (>= {downsampling * min_final}) or a "
+            f"small-image stem (config.model.stem='small')"
+        )

@@ -1,0 +1,107 @@
+"""ResNet-18/34 (He et al. 2016) with the ImageNet stem or a small-image stem.
+
+The small stem (3x3 stride-1 conv, no max-pool), as in the MedMNIST benchmark, keeps 28 px
+inputs at 28x28 through the first stage instead of shrinking them to 7x7 before any residual
+block sees them.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from medjax.errors import ConfigError
+from medjax.models.registry import MODELS, check_input_size
+
+
+class BasicBlock(nn.Module):
+    features: int
+    stride: int
+    act: Callable
+    norm: Any
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        conv = lambda f, k, s, name: nn.Conv(
+            f,
+            (k, k),
+            (s, s),
+            padding=[(k // 2, k // 2)] * 2,
+            use_bias=False,
+            dtype=self.dtype,
+            name=name,
+        )
+        y = self.act(
+            self.norm(name="norm1")(conv(self.features, 3, self.stride, "conv1")(x), train)
+        )
+        y = self.norm(name="norm2")(conv(self.features, 3, 1, "conv2")(y), train)
+        if self.stride != 1 or x.shape[-1] != self.features:
+            x = self.norm(name="proj_norm")(conv(self.features, 1, self.stride, "proj")(x), train)
+        return self.act(y + x).astype(self.dtype)
+
+
+class ResNet(nn.Module):
+    num_classes: int
+    stage_sizes: Sequence[int]
+    small_stem: bool
+    dropout: float
+    act: Callable
+    norm: Any
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = x.astype(self.dtype)
+        if self.small_stem:
+            x = nn.Conv(
+                64, (3, 3), padding=[(1, 1)] * 2, use_bias=False, dtype=self.dtype, name="stem"
+            )(x)
+        else:
+            x = nn.Conv(
+                64,
+                (7, 7),
+                (2, 2),
+                padding=[(3, 3)] * 2,
+                use_bias=False,
+                dtype=self.dtype,
+                name="stem",
+            )(x)
+        x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
+        if not self.small_stem:
+            x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
+        self.sow("intermediates", "stem", x)
+        for i, blocks in enumerate(self.stage_sizes):
+            for j in range(blocks):
+                stride = 2 if i > 0 and j == 0 else 1
+                x = BasicBlock(
+                    64 * 2**i,
+                    stride,
+                    self.act,
+                    self.norm,
+                    self.dtype,
+                    name=f"stage{i + 1}_block{j}",
+                )(x, train)
+            self.sow("intermediates", f"stage{i + 1}", x)
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        self.sow("intermediates", "pooled", x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return nn.Dense(self.num_classes, name="head")(x)
+
+
+def _resnet(name, stage_sizes):
+    def build(cfg, num_classes, image_size, act, norm, dtype):
+        if cfg.stem not in ("auto", "small", "imagenet"):
+            raise ConfigError(
+                f"config.model.stem must be auto, small or imagenet, not {cfg.stem!r}"
+            )
+        small = cfg.stem == "small" or (cfg.stem == "auto" and image_size <= 64)
+        check_input_size(name, image_size, 8 if small else 32)
+        return ResNet(num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype)
+
+    MODELS.register(name, build)
+
+
+_resnet("resnet18", (2, 2, 2, 2))
+_resnet("resnet34", (3, 4, 6, 3))

@@ -1,0 +1,23 @@
+"""Pure preprocessing and augmentation ops, chained by name from the config.
+
+Preprocessing ops are deterministic `image -> image` functions applied once per example on the
+host. Augmentation ops are `(key, image) -> image` functions run on the device inside the
+compiled train step, vmapped over the batch with one key per example.
+"""
+
+from medjax.ops import augment, preprocess  # noqa: F401  (registers the ops)
+from medjax.ops.pipeline import (
+    AUGMENT_OPS,
+    PREPROCESS_OPS,
+    build_augment,
+    build_preprocess,
+    parse_op,
+)
+
+__all__ = [
+    "AUGMENT_OPS",
+    "PREPROCESS_OPS",
+    "build_augment",
+    "build_preprocess",
+    "parse_op",
+]

@@ -1,0 +1,1 @@
+"""What a paper needs to report: the run card (hardware, software, timings) and result files."""

@@ -1,0 +1,41 @@
+"""Train and evaluate one experiment.
+
+python -m medjax.run --config experiments/NAME.py[:args] --workdir DIR [--config.KEY=VALUE]
+"""
+
+import json
+import os
+
+from medjax.cli import base_parser, config_from_args, main_guard, split_overrides
+
+
+def main(argv):
+    rest, overrides = split_overrides(argv)
+    parser = base_parser(__doc__)
+    parser.add_argument("--workdir", required=True, help="where checkpoints and results go")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier run with a different config in --workdir",
+    )
+    args = parser.parse_args(rest)
+    config = config_from_args(args, overrides)
+
+    from medjax.train.loop import train_and_evaluate  # after config errors: JAX import is slow
+
+    results = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+    test = results["test"]
+    ci = test.get("ci95", {})
+    print(
+        f"test: accuracy {test['accuracy']:.3f} {ci.get('accuracy')}, AUC {test['auc']:.3f} "
+        f"{ci.get('auc')}, balanced accuracy {test['balanced_accuracy']:.3f} "
+        f"(checkpoint of step {results['selected_step']}, chosen by {results['selected_by']}); "
+        f"details in {os.path.join(args.workdir, 'results.json')}"
+    )
+    with open(os.path.join(args.workdir, "run_card.json")) as f:
+        timings = json.load(f)["timings"]
+    print(f"run card: {os.path.join(args.workdir, 'run_card.json')} ({timings})")
+
+
+if __name__ == "__main__":
+    main_guard(main)

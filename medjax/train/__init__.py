@@ -1,0 +1,1 @@
+"""Optimizers, losses, the train state, compiled steps, checkpoints and the training loop."""

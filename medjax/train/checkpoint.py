@@ -1,0 +1,75 @@
+"""Orbax checkpoints of the whole train state plus the input pipeline's position.
+
+The last `keep` checkpoints are kept, and the best one by the validation selection metric, so a
+run can resume exactly and be tested on the checkpoint that validation chose.
+"""
+
+import math
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+
+def _score(metrics, name, mode):
+    value = (metrics or {}).get(name, float("nan"))
+    if not math.isfinite(value):
+        return -math.inf
+    return value if mode == "max" else -value
+
+
+class Checkpoints:
+    def __init__(self, directory: str, keep: int, select_metric: str, select_mode: str):
+        self.select_metric, self.select_mode = select_metric, select_mode
+        best = policies.BestN(
+            get_metric_fn=lambda m: _score(m, select_metric, select_mode),
+            n=1,
+            keep_checkpoints_without_metrics=False,
+        )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(keep), best]),
+            enable_async_checkpointing=True,
+        )
+        self.manager = ocp.CheckpointManager(directory, options=options)
+
+    def save(self, step: int, state, data_state: dict, metrics: dict) -> None:
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+            ),
+            metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def best_step(self) -> int | None:
+        self.manager.wait_until_finished()
+        steps = self.manager.all_steps()
+        if not steps:
+            return None
+        return max(
+            steps,
+            key=lambda s: (
+                _score(self.manager.metrics(s), self.select_metric, self.select_mode),
+                s,
+            ),
+        )
+
+    def restore(self, step: int, like_state):
+        """(state, data_state) at `step`, placed with the shardings of `like_state`."""
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_state
+        )
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
+            ),
+        )
+        return out.state, out.data
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

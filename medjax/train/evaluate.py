@@ -1,0 +1,32 @@
+"""Run a compiled eval step over a whole split, each example exactly once."""
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from medjax.data.pipeline import eval_batches
+from medjax.eval import classification_metrics
+from medjax.train.sharding import to_global
+
+
+def predict(eval_step, state, split, batch_size: int, sharding, desc: str = "eval") -> np.ndarray:
+    """Class probabilities (N, K) for every example of `split`, padding masked out."""
+    out = []
+    total = -(-len(split) // batch_size)
+    for images, _, mask in tqdm(
+        eval_batches(split, batch_size), total=total, desc=desc, leave=False, dynamic_ncols=True
+    ):
+        probs = eval_step(state, to_global(images, sharding))
+        out.append(np.asarray(probs)[mask])
+    return np.concatenate(out)
+
+
+def evaluate(eval_step, state, split, config, num_classes, sharding, desc="eval", bootstrap=0):
+    probs = predict(eval_step, state, split, config.eval.batch_size, sharding, desc)
+    return classification_metrics(
+        split.labels,
+        probs,
+        num_classes,
+        config.eval.positive_class,
+        bootstrap=bootstrap,
+        seed=config.seed,
+    )

@@ -1,0 +1,50 @@
+"""Optax optimizers and learning-rate schedules chosen by name."""
+
+import optax
+
+from medjax.errors import ConfigError
+from medjax.registry import Registry
+
+OPTIMIZERS = Registry("optimizer", "config.optimizer.name")
+SCHEDULES = Registry("learning-rate schedule", "config.optimizer.schedule")
+
+OPTIMIZERS.register("adam", lambda lr, c: optax.adam(lr))
+OPTIMIZERS.register("adamw", lambda lr, c: optax.adamw(lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register("sgd", lambda lr, c: optax.sgd(lr, momentum=c.momentum or None))
+OPTIMIZERS.register("nesterov", lambda lr, c: optax.sgd(lr, momentum=c.momentum, nesterov=True))
+OPTIMIZERS.register("rmsprop", lambda lr, c: optax.rmsprop(lr, momentum=c.momentum))
+OPTIMIZERS.register("adadelta", lambda lr, c: optax.adadelta(lr))
+OPTIMIZERS.register("adamax", lambda lr, c: optax.adamax(lr))
+OPTIMIZERS.register("adagrad", lambda lr, c: optax.adagrad(lr))
+
+SCHEDULES.register("constant", lambda lr, total, warmup: optax.constant_schedule(lr))
+SCHEDULES.register("cosine", lambda lr, total, warmup: optax.cosine_decay_schedule(lr, total))
+SCHEDULES.register(
+    "warmup_cosine",
+    lambda lr, total, warmup: optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), max(total, warmup + 1)
+    ),
+)
+
+
+def build_optimizer(c, total_steps: int, steps_per_epoch: float):
+    """(optax transformation, schedule) from `config.optimizer`.
+
+    Weight decay is decoupled for adamw and an L2 term added to the gradient for the others,
+    as in their papers; clipping by global norm comes first when enabled.
+    """
+    if c.learning_rate <= 0:
+        raise ConfigError(f"config.optimizer.learning_rate must be positive, not {c.learning_rate}")
+    if c.weight_decay < 0 or c.grad_clip_norm < 0:
+        raise ConfigError("config.optimizer.weight_decay and grad_clip_norm must be >= 0")
+    make = OPTIMIZERS.get(c.name)
+    schedule = SCHEDULES.get(c.schedule)(
+        c.learning_rate, total_steps, int(round(c.warmup_epochs * steps_per_epoch))
+    )
+    parts = []
+    if c.grad_clip_norm:
+        parts.append(optax.clip_by_global_norm(c.grad_clip_norm))
+    if c.weight_decay and c.name != "adamw":
+        parts.append(optax.add_decayed_weights(c.weight_decay))
+    parts.append(make(schedule, c))
+    return optax.chain(*parts), schedule

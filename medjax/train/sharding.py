@@ -1,0 +1,40 @@
+"""A 1-D device mesh named `data`: batches are split over it, parameters replicated.
+
+The same program runs on one device or many; XLA inserts the cross-device reductions (gradient
+means, BatchNorm statistics), so the result matches a single-device run with the same global batch.
+"""
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from medjax.errors import ConfigError
+
+
+def make_mesh() -> Mesh:
+    # Auto axes: XLA propagates the batch sharding through the step (GSPMD), so model code
+    # needs no sharding annotations.
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+
+
+def data_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec("data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def check_batch_size(name: str, batch_size: int, mesh: Mesh) -> None:
+    if batch_size <= 0:
+        raise ConfigError(f"{name} must be positive, not {batch_size}")
+    n = mesh.devices.size
+    if batch_size % n:
+        raise ConfigError(
+            f"{name}={batch_size} cannot be split evenly over {n} devices; use a multiple of {n}"
+        )
+
+
+def to_global(batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A host batch as one global array split over the mesh (also across hosts)."""
+    return jax.make_array_from_process_local_data(sharding, batch)
