@@ -56,7 +56,7 @@ class ResNet(nn.Module):
         x = x.astype(self.dtype)
         if self.small_stem:
             x = nn.Conv(
-                64, (3, 3), padding=[(1, 1)] * 2, use_bias=False, dtype=self.dtype, name="stem"
+                64, (3, 3), padding=[(1, 1)] * 2, use_bias=False, dtype=self.dtype, name="stem_conv"
             )(x)
         else:
             x = nn.Conv(
@@ -66,7 +66,7 @@ class ResNet(nn.Module):
                 padding=[(3, 3)] * 2,
                 use_bias=False,
                 dtype=self.dtype,
-                name="stem",
+                name="stem_conv",
             )(x)
         x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
         if not self.small_stem:

@@ -5,6 +5,7 @@ run can resume exactly and be tested on the checkpoint that validation chose.
 """
 
 import math
+import os
 
 import jax
 import orbax.checkpoint as ocp
@@ -30,7 +31,7 @@ class Checkpoints:
             preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(keep), best]),
             enable_async_checkpointing=True,
         )
-        self.manager = ocp.CheckpointManager(directory, options=options)
+        self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
     def save(self, step: int, state, data_state: dict, metrics: dict) -> None:
         self.manager.save(

@@ -4,6 +4,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax.data.pipeline import eval_batches
+from medjax.errors import TrainingError
 from medjax.eval import classification_metrics
 from medjax.train.sharding import to_global
 
@@ -22,6 +23,12 @@ def predict(eval_step, state, split, batch_size: int, sharding, desc: str = "eva
 
 def evaluate(eval_step, state, split, config, num_classes, sharding, desc="eval", bootstrap=0):
     probs = predict(eval_step, state, split, config.eval.batch_size, sharding, desc)
+    if not np.isfinite(probs).all():
+        raise TrainingError(
+            f"the model's {desc} predictions are not finite (training diverged; the last good "
+            f"checkpoint is kept); lower "
+            f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm"
+        )
     return classification_metrics(
         split.labels,
         probs,

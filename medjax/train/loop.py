@@ -21,6 +21,7 @@ from medjax.train.checkpoint import Checkpoints
 from medjax.train.evaluate import evaluate
 from medjax.train.optimizers import build_optimizer
 from medjax.train.steps import init_state, jit_steps
+from medjax.train.validate import validate
 
 
 def build_pipeline_fns(config):
@@ -30,10 +31,6 @@ def build_pipeline_fns(config):
 
 
 def schedule_steps(config, num_train: int):
-    if config.train.batch_size <= 0:
-        raise ConfigError(
-            f"config.train.batch_size must be positive, not {config.train.batch_size}"
-        )
     if config.train.batch_size > num_train:
         raise ConfigError(
             f"config.train.batch_size={config.train.batch_size} exceeds the {num_train} training "
@@ -41,10 +38,6 @@ def schedule_steps(config, num_train: int):
         )
     steps_per_epoch = num_train / config.train.batch_size
     total = config.train.num_steps or math.ceil(config.train.num_epochs * steps_per_epoch)
-    if total <= 0:
-        raise ConfigError(
-            "set config.train.num_epochs or config.train.num_steps to a positive value"
-        )
     eval_every = max(1, round(config.train.eval_every_epochs * steps_per_epoch))
     return steps_per_epoch, total, eval_every
 
@@ -56,19 +49,18 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     again on the same workdir resumes from the latest checkpoint.
     """
     wall_start = time.perf_counter()
+    validate(config)
     preprocess_fn, augment_fn = build_pipeline_fns(config)
     mesh = sharding.make_mesh()
     sharding.check_batch_size("config.train.batch_size", config.train.batch_size, mesh)
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
-    resuming = wd.prepare(workdir, config, overwrite)
     path = functools.partial(os.path.join, workdir)
 
     dataset = data_lib.load_dataset(config.data)
     summary = dataset.summary()
-    wd.write_json(
-        path("data_summary.json"),
-        {"origin": dataset.origin, "class_names": dataset.class_names, **summary},
-    )
+    if not 0 <= config.eval.positive_class < dataset.num_classes:
+        raise ConfigError(f"config.eval.positive_class={config.eval.positive_class} is not one of "
+                          f"the {dataset.num_classes} classes {dataset.class_names}")
     print(
         f"data: {dataset.origin}: "
         + ", ".join(f"{name} {s['images']} {s['class_counts']}" for name, s in summary.items())
@@ -84,6 +76,12 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         losses.LOSSES.get(config.loss.name),
         class_weights=weights,
         label_smoothing=config.loss.label_smoothing,
+    )
+    # Only now, with every config error ruled out, does the run claim its workdir.
+    resuming = wd.prepare(workdir, config, overwrite)
+    wd.write_json(
+        path("data_summary.json"),
+        {"origin": dataset.origin, "class_names": dataset.class_names, **summary},
     )
 
     repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
@@ -117,7 +115,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     train_step = train_step.lower(state, images, labels).compile()
     compile_s = time.perf_counter() - t
 
-    def validate(step):
+    def val_metrics(step):
         return evaluate(
             eval_step,
             state,
@@ -169,7 +167,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
                 wd.append_jsonl(metrics_path, line)
                 bar.set_postfix(loss=f"{line['loss']:.4f}", img_s=f"{rate:.0f}", **last_val)
                 if step % eval_every == 0 or is_last:
-                    val = validate(step)
+                    val = val_metrics(step)
                     wd.append_jsonl(
                         metrics_path,
                         {

@@ -67,7 +67,8 @@ def make_train_step(model, tx, loss_fn, augment_fn=None):
             batch_stats=batch_stats,
             opt_state=opt_state,
         )
-        finite = jnp.isfinite(loss)
+        # Overflowing parameters can leave the loss finite for a while, so check them too.
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm((new.params, batch_stats)))
         # Keep the last good state when the loss diverges; the loop stops on the flag.
         new = jax.tree.map(
             lambda a, b: jnp.where(finite, a, b),

@@ -1,0 +1,48 @@
+"""Check a whole config before anything runs: every name resolves, every size is sensible.
+
+A run that would fail on a typo after loading data (or after an hour of training) fails here
+instead, and leaves no trace in its workdir.
+"""
+
+from medjax.data import SOURCES
+from medjax.errors import ConfigError
+from medjax.models.layers import ACTIVATIONS, DTYPES, NORMS
+from medjax.models.registry import MODELS
+from medjax.train.losses import LOSSES
+from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
+
+SELECT_METRICS = ("auc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity")
+
+
+def _positive(name, value):
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {value}")
+
+
+def validate(config) -> None:
+    SOURCES.get(config.data.source)
+    MODELS.get(config.model.name)
+    ACTIVATIONS.get(config.model.activation)
+    NORMS.get(config.model.norm)
+    if config.model.dtype not in DTYPES:
+        raise ConfigError(f"config.model.dtype must be one of {', '.join(DTYPES)}, not "
+                          f"{config.model.dtype!r}")
+    OPTIMIZERS.get(config.optimizer.name)
+    SCHEDULES.get(config.optimizer.schedule)
+    LOSSES.get(config.loss.name)
+    if config.loss.class_weights not in ("none", "balanced"):
+        raise ConfigError("config.loss.class_weights must be 'none' or 'balanced'")
+    if not 0 <= config.loss.label_smoothing < 1 or not 0 <= config.model.dropout < 1:
+        raise ConfigError("config.loss.label_smoothing and config.model.dropout must be in [0, 1)")
+    _positive("config.optimizer.learning_rate", config.optimizer.learning_rate)
+    _positive("config.train.batch_size", config.train.batch_size)
+    _positive("config.eval.batch_size", config.eval.batch_size)
+    _positive("config.train.log_every_steps", config.train.log_every_steps)
+    _positive("config.train.eval_every_epochs", config.train.eval_every_epochs)
+    _positive("config.train.keep_checkpoints", config.train.keep_checkpoints)
+    if config.train.num_steps < 0 or (not config.train.num_steps and config.train.num_epochs <= 0):
+        raise ConfigError("set config.train.num_epochs or config.train.num_steps to a positive value")
+    if config.train.select_metric not in SELECT_METRICS:
+        raise ConfigError(f"config.train.select_metric must be one of {', '.join(SELECT_METRICS)}")
+    if config.train.select_mode not in ("max", "min"):
+        raise ConfigError("config.train.select_mode must be 'max' or 'min'")

@@ -1,0 +1,72 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from medjax.configs import apply_overrides, load_config
+from medjax.data import load_dataset
+from medjax.train.loop import train_and_evaluate
+
+from .conftest import ROOT
+
+
+def _run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "medjax.run", *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_cli_bad_model_name_is_one_clear_message(tmp_path):
+    out = _run("--config", "experiments/phantom_cnn.py:runlocal", "--workdir", str(tmp_path),
+               "--config.model.name=resnet_18")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "unknown model 'resnet_18' in config.model.name. Did you mean 'resnet18'" in out.stderr
+    assert not (tmp_path / "config.json").exists()  # nothing written for a config that fails
+
+
+def test_cli_typo_in_key_and_bad_batch_size(tmp_path):
+    out = _run("--config", "experiments/phantom_cnn.py:runlocal", "--workdir", str(tmp_path),
+               "--config.optimiser.name=sgd")
+    assert out.returncode == 2 and "Did you mean 'optimizer.name'" in out.stderr
+    out = _run("--config", "experiments/phantom_cnn.py:runlocal", "--workdir", str(tmp_path),
+               "--config.train.batch_size=0")
+    assert out.returncode == 2 and "batch_size must be positive" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_missing_data_file(tmp_path):
+    out = _run("--config", "experiments/breastmnist_resnet18.py:runlocal", "--workdir",
+               str(tmp_path), env={"MEDJAX_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2 and "breastmnist.npz not found" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_real_breastmnist_loads_with_official_splits(medmnist_file):
+    config = load_config(str(ROOT / "experiments/breastmnist_resnet18.py"))
+    apply_overrides(config, [("data.path", medmnist_file("breastmnist"))])
+    ds = load_dataset(config.data)
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 546, "val": 78, "test": 156}
+    assert ds.class_names == ["malignant", "normal_or_benign"]
+    assert np.bincount(ds.splits["train"].labels).tolist() == [147, 399]
+
+
+def test_real_pneumoniamnist_loads(medmnist_file):
+    config = load_config(str(ROOT / "experiments/pneumoniamnist_cnn.py"))
+    apply_overrides(config, [("data.path", medmnist_file("pneumoniamnist"))])
+    ds = load_dataset(config.data)
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 4708, "val": 524, "test": 624}
+
+
+def test_train_on_real_breastmnist_for_a_few_steps(medmnist_file, tmp_path):
+    config = load_config(str(ROOT / "experiments/breastmnist_resnet18.py:runlocal"))
+    apply_overrides(config, [("data.path", medmnist_file("breastmnist")),
+                             ("model.name", "cnn"), ("model.widths", "(8, 16)")])
+    results = train_and_evaluate(config, str(tmp_path))
+    assert results["test"]["num_examples"] == 128  # runlocal keeps 128 of the 156 test images
+    assert 0.0 <= results["test"]["auc"] <= 1.0
+    card = json.loads((tmp_path / "run_card.json").read_text())
+    assert card["data"]["origin"].endswith("breastmnist.npz")
+    summary = json.loads((tmp_path / "data_summary.json").read_text())
+    assert summary["class_names"] == ["malignant", "normal_or_benign"]

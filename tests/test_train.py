@@ -1,0 +1,114 @@
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from medjax.errors import TrainingError, WorkdirError
+from medjax.train.checkpoint import Checkpoints
+from medjax.train.loop import train_and_evaluate
+
+from .conftest import ROOT, tiny_config
+
+
+def _read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_end_to_end_outputs(tmp_path):
+    results = train_and_evaluate(tiny_config(), str(tmp_path))
+    for name in ("config.json", "metrics.jsonl", "results.json", "run_card.json",
+                 "data_summary.json"):
+        assert (tmp_path / name).exists(), name
+    test = results["test"]
+    assert test["num_examples"] == 64  # the padded last eval batch is masked out
+    for key in ("accuracy", "auc", "balanced_accuracy", "sensitivity", "specificity", "f1",
+                "confusion_matrix", "ci95"):
+        assert key in test
+    card = json.loads((tmp_path / "run_card.json").read_text())
+    assert card["hardware"]["device_count"] >= 1 and card["software"]["jax"]
+    assert card["timings"]["train_images_per_s"] > 0 and card["timings"]["compile_s"] > 0
+    lines = _read_jsonl(tmp_path / "metrics.jsonl")
+    train_lines = [x for x in lines if "loss" in x]
+    assert [x["step"] for x in train_lines] == [2, 4, 6, 8, 10, 12]
+    assert {"learning_rate", "images_per_s"} <= set(train_lines[0])
+    assert results["selected_step"] in {x["step"] for x in lines if x.get("split") == "val"}
+
+
+def _final_params(workdir, config):
+    ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), 2, "auc", "max")
+    step = ckpts.latest_step()
+    restored = ckpts.manager.restore(step)
+    ckpts.close()
+    return step, restored["state"]
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
+    config = tiny_config(**{"data.augment": ("random_flip()", "random_affine(rotate=10)"),
+                            "model.dropout": 0.3})
+    train_and_evaluate(config, str(tmp_path / "straight"))
+    out = train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=5)
+    assert out == {"stopped_at_step": 5}
+    train_and_evaluate(config, str(tmp_path / "resumed"))
+    step_a, a = _final_params(str(tmp_path / "straight"), config)
+    step_b, b = _final_params(str(tmp_path / "resumed"), config)
+    assert step_a == step_b == 12
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    card = json.loads((tmp_path / "resumed" / "run_card.json").read_text())
+    assert card["resumed_from_step"] == 5
+
+
+def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
+    train_and_evaluate(tiny_config(), str(tmp_path))
+    other = tiny_config(**{"optimizer.learning_rate": 0.01})
+    with pytest.raises(WorkdirError, match="optimizer.learning_rate: 0.001 -> 0.01.*--overwrite"):
+        train_and_evaluate(other, str(tmp_path))
+    train_and_evaluate(other, str(tmp_path), overwrite=True)
+    assert json.loads((tmp_path / "config.json").read_text())["optimizer"]["learning_rate"] == 0.01
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = tiny_config(**{"train.num_steps": 40, "optimizer.name": "sgd",
+                            "optimizer.learning_rate": 1e4, "optimizer.momentum": 0.0})
+    with pytest.raises(TrainingError, match="last good checkpoint.*learning_rate"):
+        train_and_evaluate(config, str(tmp_path))
+    ckpts = Checkpoints(str(tmp_path / "checkpoints"), 2, "auc", "max")
+    for step in ckpts.manager.all_steps():
+        state = ckpts.manager.restore(step)["state"]
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+    ckpts.close()
+
+
+SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+from tests.conftest import tiny_config
+from medjax.train.loop import train_and_evaluate
+import jax
+config = tiny_config(**{{"train.num_steps": 20, "train.eval_every_epochs": 10.0,
+                        "data.augment": ("random_flip()",)}})
+train_and_evaluate(config, sys.argv[1])
+lines = [json.loads(x) for x in open(sys.argv[1] + "/metrics.jsonl")]
+print(json.dumps({{"devices": jax.device_count(), "loss": [x["loss"] for x in lines if "loss" in x]}}))
+"""
+
+
+def _run_on_devices(tmp_path, n):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SCRIPT.format(root=str(ROOT)),
+                          str(tmp_path / f"dev{n}")], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_eight_devices_match_one_device(tmp_path):
+    one, eight = _run_on_devices(tmp_path, 1), _run_on_devices(tmp_path, 8)
+    assert one["devices"] == 1 and eight["devices"] == 8
+    assert len(one["loss"]) == 5  # steps 4, 8, ..., 20
+    np.testing.assert_allclose(eight["loss"], one["loss"], rtol=2e-4, atol=1e-5)
