@@ -13,13 +13,23 @@ from .conftest import ROOT
 
 
 def _run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "medjax.run", *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "medjax.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_cli_bad_model_name_is_one_clear_message(tmp_path):
-    out = _run("--config", "experiments/phantom_cnn.py:runlocal", "--workdir", str(tmp_path),
-               "--config.model.name=resnet_18")
+    out = _run(
+        "--config",
+        "experiments/phantom_cnn.py:runlocal",
+        "--workdir",
+        str(tmp_path),
+        "--config.model.name=resnet_18",
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "unknown model 'resnet_18' in config.model.name. Did you mean 'resnet18'" in out.stderr
@@ -27,18 +37,33 @@ def test_cli_bad_model_name_is_one_clear_message(tmp_path):
 
 
 def test_cli_typo_in_key_and_bad_batch_size(tmp_path):
-    out = _run("--config", "experiments/phantom_cnn.py:runlocal", "--workdir", str(tmp_path),
-               "--config.optimiser.name=sgd")
+    out = _run(
+        "--config",
+        "experiments/phantom_cnn.py:runlocal",
+        "--workdir",
+        str(tmp_path),
+        "--config.optimiser.name=sgd",
+    )
     assert out.returncode == 2 and "Did you mean 'optimizer.name'" in out.stderr
-    out = _run("--config", "experiments/phantom_cnn.py:runlocal", "--workdir", str(tmp_path),
-               "--config.train.batch_size=0")
+    out = _run(
+        "--config",
+        "experiments/phantom_cnn.py:runlocal",
+        "--workdir",
+        str(tmp_path),
+        "--config.train.batch_size=0",
+    )
     assert out.returncode == 2 and "batch_size must be positive" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_cli_missing_data_file(tmp_path):
-    out = _run("--config", "experiments/breastmnist_resnet18.py:runlocal", "--workdir",
-               str(tmp_path), env={"MEDJAX_DATA_DIR": str(tmp_path)})
+    out = _run(
+        "--config",
+        "experiments/breastmnist_resnet18.py:runlocal",
+        "--workdir",
+        str(tmp_path),
+        env={"MEDJAX_DATA_DIR": str(tmp_path)},
+    )
     assert out.returncode == 2 and "breastmnist.npz not found" in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -61,8 +86,14 @@ def test_real_pneumoniamnist_loads(medmnist_file):
 
 def test_train_on_real_breastmnist_for_a_few_steps(medmnist_file, tmp_path):
     config = load_config(str(ROOT / "experiments/breastmnist_resnet18.py:runlocal"))
-    apply_overrides(config, [("data.path", medmnist_file("breastmnist")),
-                             ("model.name", "cnn"), ("model.widths", "(8, 16)")])
+    apply_overrides(
+        config,
+        [
+            ("data.path", medmnist_file("breastmnist")),
+            ("model.name", "cnn"),
+            ("model.widths", "(8, 16)"),
+        ],
+    )
     results = train_and_evaluate(config, str(tmp_path))
     assert results["test"]["num_examples"] == 156  # every test image, the padded batch masked
     assert 0.0 <= results["test"]["auc"] <= 1.0

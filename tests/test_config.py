@@ -28,9 +28,16 @@ def test_runlocal_shrinks_the_run():
 
 def test_overrides_convert_to_the_field_type():
     c = load_config(str(ROOT / "experiments/phantom_cnn.py"))
-    apply_overrides(c, [("optimizer.name", "sgd"), ("optimizer.learning_rate", "1"),
-                        ("train.batch_size", "16"), ("model.widths", "(4, 8)"),
-                        ("data.augment", "random_flip()")])
+    apply_overrides(
+        c,
+        [
+            ("optimizer.name", "sgd"),
+            ("optimizer.learning_rate", "1"),
+            ("train.batch_size", "16"),
+            ("model.widths", "(4, 8)"),
+            ("data.augment", "random_flip()"),
+        ],
+    )
     assert c.optimizer.name == "sgd" and c.optimizer.learning_rate == 1.0
     assert c.train.batch_size == 16 and c.model.widths == (4, 8)
     assert c.data.augment == ("random_flip()",)

@@ -82,7 +82,9 @@ def test_missing_file_names_both_fixes(monkeypatch):
     monkeypatch.delenv("MEDJAX_DATA_DIR", raising=False)
     c = get_base_config()
     c.data.source, c.data.name = "medmnist", "breastmnist"
-    with pytest.raises(DataError, match="MEDJAX_DATA_DIR.*config.data.path|config.data.path.*MEDJAX"):
+    with pytest.raises(
+        DataError, match="MEDJAX_DATA_DIR.*config.data.path|config.data.path.*MEDJAX"
+    ):
         load_dataset(c.data)
 
 

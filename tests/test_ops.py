@@ -12,8 +12,15 @@ def test_value_range_maps_uint8_to_minus_one_one():
 
 
 def test_augment_is_pure_and_keyed():
-    fn = jax.jit(build_augment(["random_flip(axis='both')", "random_affine(rotate=20, zoom=0.1, "
-                                "shift=0.1, shear=5)", "gaussian_noise(std=0.1, p=1.0)"]))
+    fn = jax.jit(
+        build_augment(
+            [
+                "random_flip(axis='both')",
+                "random_affine(rotate=20, zoom=0.1, shift=0.1, shear=5)",
+                "gaussian_noise(std=0.1, p=1.0)",
+            ]
+        )
+    )
     image = jax.random.uniform(jax.random.key(0), (28, 28, 1))
     a, b = fn(jax.random.key(1), image), fn(jax.random.key(1), image)
     c = fn(jax.random.key(2), image)

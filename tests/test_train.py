@@ -21,13 +21,26 @@ def _read_jsonl(path):
 
 def test_end_to_end_outputs(tmp_path):
     results = train_and_evaluate(tiny_config(), str(tmp_path))
-    for name in ("config.json", "metrics.jsonl", "results.json", "run_card.json",
-                 "data_summary.json"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "results.json",
+        "run_card.json",
+        "data_summary.json",
+    ):
         assert (tmp_path / name).exists(), name
     test = results["test"]
     assert test["num_examples"] == 64  # the padded last eval batch is masked out
-    for key in ("accuracy", "auc", "balanced_accuracy", "sensitivity", "specificity", "f1",
-                "confusion_matrix", "ci95"):
+    for key in (
+        "accuracy",
+        "auc",
+        "balanced_accuracy",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "confusion_matrix",
+        "ci95",
+    ):
         assert key in test
     card = json.loads((tmp_path / "run_card.json").read_text())
     assert card["hardware"]["device_count"] >= 1 and card["software"]["jax"]
@@ -48,8 +61,9 @@ def _final_params(workdir, config):
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
-    config = tiny_config(**{"data.augment": ("random_flip()", "random_affine(rotate=10)"),
-                            "model.dropout": 0.3})
+    config = tiny_config(
+        **{"data.augment": ("random_flip()", "random_affine(rotate=10)"), "model.dropout": 0.3}
+    )
     train_and_evaluate(config, str(tmp_path / "straight"))
     out = train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=5)
     assert out == {"stopped_at_step": 5}
@@ -73,8 +87,14 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):
 
 
 def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = tiny_config(**{"train.num_steps": 40, "optimizer.name": "sgd",
-                            "optimizer.learning_rate": 1e4, "optimizer.momentum": 0.0})
+    config = tiny_config(
+        **{
+            "train.num_steps": 40,
+            "optimizer.name": "sgd",
+            "optimizer.learning_rate": 1e4,
+            "optimizer.momentum": 0.0,
+        }
+    )
     with pytest.raises(TrainingError, match="last good checkpoint.*learning_rate"):
         train_and_evaluate(config, str(tmp_path))
     ckpts = Checkpoints(str(tmp_path / "checkpoints"), 2, "auc", "max")
@@ -99,11 +119,16 @@ print(json.dumps({{"devices": jax.device_count(), "loss": [x["loss"] for x in li
 
 
 def _run_on_devices(tmp_path, n):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}",
-               JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SCRIPT.format(root=str(ROOT)),
-                          str(tmp_path / f"dev{n}")], env=env, capture_output=True, text=True,
-                         check=True)
+    env = dict(
+        os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(root=str(ROOT)), str(tmp_path / f"dev{n}")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

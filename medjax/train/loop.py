@@ -59,8 +59,10 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     dataset = data_lib.load_dataset(config.data)
     summary = dataset.summary()
     if not 0 <= config.eval.positive_class < dataset.num_classes:
-        raise ConfigError(f"config.eval.positive_class={config.eval.positive_class} is not one of "
-                          f"the {dataset.num_classes} classes {dataset.class_names}")
+        raise ConfigError(
+            f"config.eval.positive_class={config.eval.positive_class} is not one of "
+            f"the {dataset.num_classes} classes {dataset.class_names}"
+        )
     print(
         f"data: {dataset.origin}: "
         + ", ".join(f"{name} {s['images']} {s['class_counts']}" for name, s in summary.items())

@@ -25,8 +25,9 @@ def validate(config) -> None:
     ACTIVATIONS.get(config.model.activation)
     NORMS.get(config.model.norm)
     if config.model.dtype not in DTYPES:
-        raise ConfigError(f"config.model.dtype must be one of {', '.join(DTYPES)}, not "
-                          f"{config.model.dtype!r}")
+        raise ConfigError(
+            f"config.model.dtype must be one of {', '.join(DTYPES)}, not {config.model.dtype!r}"
+        )
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)
     LOSSES.get(config.loss.name)
@@ -41,7 +42,9 @@ def validate(config) -> None:
     _positive("config.train.eval_every_epochs", config.train.eval_every_epochs)
     _positive("config.train.keep_checkpoints", config.train.keep_checkpoints)
     if config.train.num_steps < 0 or (not config.train.num_steps and config.train.num_epochs <= 0):
-        raise ConfigError("set config.train.num_epochs or config.train.num_steps to a positive value")
+        raise ConfigError(
+            "set config.train.num_epochs or config.train.num_steps to a positive value"
+        )
     if config.train.select_metric not in SELECT_METRICS:
         raise ConfigError(f"config.train.select_metric must be one of {', '.join(SELECT_METRICS)}")
     if config.train.select_mode not in ("max", "min"):
