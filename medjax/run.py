@@ -21,6 +21,10 @@ def main(argv):
     args = parser.parse_args(rest)
     config = config_from_args(args, overrides)
 
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # several hosts: one process on each
+        import jax
+
+        jax.distributed.initialize()
     from medjax.train.loop import train_and_evaluate  # after config errors: JAX import is slow
 
     results = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)

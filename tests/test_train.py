@@ -137,3 +137,17 @@ def test_eight_devices_match_one_device(tmp_path):
     assert one["devices"] == 1 and eight["devices"] == 8
     assert len(one["loss"]) == 5  # steps 4, 8, ..., 20
     np.testing.assert_allclose(eight["loss"], one["loss"], rtol=2e-4, atol=1e-5)
+
+
+def test_best_checkpoint_is_kept_and_found_after_a_restart(tmp_path):
+    state = {"w": np.ones(3, np.float32)}
+    ckpts = Checkpoints(str(tmp_path), 2, "auc", "max")
+    for step, auc in [(1, 0.5), (2, 0.9), (3, 0.6), (4, float("nan")), (5, None)]:
+        ckpts.save(step, state, {"i": step}, {} if auc is None else {"auc": auc})
+    ckpts.close()
+    ckpts = Checkpoints(str(tmp_path), 2, "auc", "max")
+    assert ckpts.best_step() == 2 and ckpts.latest_step() == 5
+    ckpts.save(6, state, {}, {"auc": 0.1})
+    ckpts.save(7, state, {}, {"auc": 0.2})
+    assert ckpts.manager.all_steps() == [2, 6, 7] and ckpts.best_step() == 2
+    ckpts.close()

@@ -22,12 +22,13 @@ def _score(metrics, name, mode):
 class Checkpoints:
     def __init__(self, directory: str, keep: int, select_metric: str, select_mode: str):
         self.select_metric, self.select_mode = select_metric, select_mode
-        best = policies.BestN(
-            get_metric_fn=lambda m: _score(m, select_metric, select_mode),
-            n=1,
-            keep_checkpoints_without_metrics=False,
-        )
+        score = lambda m: _score(m, select_metric, select_mode)
+        best = policies.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False)
         options = ocp.CheckpointManagerOptions(
+            # best_fn also makes Orbax write each checkpoint's metrics to disk, so the choice
+            # survives a restart.
+            best_fn=score,
+            best_mode="max",
             preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(keep), best]),
             enable_async_checkpointing=True,
         )

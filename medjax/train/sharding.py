@@ -36,5 +36,11 @@ def check_batch_size(name: str, batch_size: int, mesh: Mesh) -> None:
 
 
 def to_global(batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A host batch as one global array split over the mesh (also across hosts)."""
+    """The global batch (identical on every host) as one array split over the mesh.
+
+    Each host contributes only its own contiguous share, so with several hosts no example is
+    fed twice; with one host this is the whole batch.
+    """
+    if jax.process_count() > 1:
+        batch = np.split(batch, jax.process_count())[jax.process_index()]
     return jax.make_array_from_process_local_data(sharding, batch)
