@@ -26,12 +26,13 @@ def get_config(arg=None):
         "random_affine(rotate=15, zoom=0.1, shift=0.08)",
     )
     c.model.name = "resnet18"
+    c.model.dtype = "bfloat16"  # mixed precision: 2.2x faster on AMX CPUs, float32 params
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-3
     c.optimizer.schedule = "cosine"
     c.optimizer.weight_decay = 1e-4
     c.train.batch_size = 32
-    c.train.num_epochs = 30.0
+    c.train.num_epochs = 60.0
     c.train.log_every_steps = 17
     c.train.eval_every_epochs = 1.0
     c.eval.positive_class = 0  # malignant

@@ -27,6 +27,7 @@ def parse(argv):
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
     p.add_argument("--dtype", default="float32", help="compute dtype: float32 or bfloat16")
     p.add_argument("--optimizer", default="adam")
+    p.add_argument("--conv", default="auto", help="convolution: auto, gemm or xla (lax.conv)")
     p.add_argument("--augment", default="", help="augmentation ops, '|'-separated")
     return p.parse_args(argv)
 
@@ -55,7 +56,7 @@ def main(argv):
     from medjax.train.steps import init_state, jit_steps
 
     config = get_base_config()
-    config.model.name, config.model.dtype = args.model, args.dtype
+    config.model.name, config.model.dtype, config.model.conv = args.model, args.dtype, args.conv
     config.optimizer.name = args.optimizer
     mesh = sharding.make_mesh()
     sharding.check_batch_size("--batch-size", args.batch_size, mesh)
@@ -102,6 +103,7 @@ def main(argv):
                 "image_size": args.image_size,
                 "batch_size": args.batch_size,
                 "dtype": args.dtype,
+                "conv": args.conv,
                 "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
                 "train_images_per_s": round(args.steps * args.batch_size / train_s, 1),
                 "eval_images_per_s": round(args.steps * args.batch_size / eval_s, 1),

@@ -43,6 +43,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.kernel_size = 3  # cnn
     c.model.pool = "max"  # cnn: downsampling between stages (max, avg)
     c.model.dtype = "float32"  # compute dtype; bfloat16 = mixed precision with float32 params
+    c.model.conv = "auto"  # convolution: gemm (fast on CPU), xla (lax.conv), auto (gemm on CPU)
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # see medjax.train.optimizers

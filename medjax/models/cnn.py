@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
+from medjax.models.conv import Conv
 from medjax.models.registry import MODELS, check_input_size
 
 
@@ -23,17 +24,23 @@ class CNN(nn.Module):
     act: Callable
     norm: Any
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = x.astype(self.dtype)
-        k = (self.kernel_size, self.kernel_size)
         for i, width in enumerate(self.widths):
             if i > 0:
                 pool = nn.max_pool if self.pool == "max" else nn.avg_pool
                 x = pool(x, (2, 2), (2, 2))
             for j in range(self.convs_per_stage):
-                x = nn.Conv(width, k, use_bias=False, dtype=self.dtype, name=f"conv{i}_{j}")(x)
+                x = Conv(
+                    width,
+                    self.kernel_size,
+                    dtype=self.dtype,
+                    impl=self.conv_impl,
+                    name=f"conv{i}_{j}",
+                )(x)
                 x = self.act(self.norm(name=f"norm{i}_{j}")(x, train))
             self.sow("intermediates", f"stage{i}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
@@ -46,8 +53,11 @@ class CNN(nn.Module):
 def cnn(cfg, num_classes, image_size, act, norm, dtype):
     if cfg.pool not in ("max", "avg"):
         raise ConfigError(f"config.model.pool must be 'max' or 'avg', not {cfg.pool!r}")
-    if not cfg.widths or cfg.convs_per_stage < 1 or cfg.kernel_size < 1:
-        raise ConfigError("config.model.widths, convs_per_stage and kernel_size must be positive")
+    if not cfg.widths or cfg.convs_per_stage < 1 or cfg.kernel_size < 1 or cfg.kernel_size % 2 == 0:
+        raise ConfigError(
+            "config.model.widths and convs_per_stage must be positive and "
+            "config.model.kernel_size odd (3, 5, 7: padding keeps the size)"
+        )
     check_input_size("cnn", image_size, 2 ** (len(cfg.widths) - 1))
     return CNN(
         num_classes,
@@ -59,4 +69,5 @@ def cnn(cfg, num_classes, image_size, act, norm, dtype):
         act,
         norm,
         dtype,
+        cfg.conv,
     )

@@ -5,6 +5,7 @@ inputs at 28x28 through the first stage instead of shrinking them to 7x7 before 
 block sees them.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
+from medjax.models.conv import Conv
 from medjax.models.registry import MODELS, check_input_size
 
 
@@ -21,24 +23,18 @@ class BasicBlock(nn.Module):
     act: Callable
     norm: Any
     dtype: Any
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = lambda f, k, s, name: nn.Conv(
-            f,
-            (k, k),
-            (s, s),
-            padding=[(k // 2, k // 2)] * 2,
-            use_bias=False,
-            dtype=self.dtype,
-            name=name,
-        )
-        y = self.act(
-            self.norm(name="norm1")(conv(self.features, 3, self.stride, "conv1")(x), train)
-        )
-        y = self.norm(name="norm2")(conv(self.features, 3, 1, "conv2")(y), train)
+        conv = functools.partial(Conv, dtype=self.dtype, impl=self.conv_impl)
+        y = conv(self.features, 3, self.stride, name="conv1")(x)
+        y = self.act(self.norm(name="norm1")(y, train))
+        y = self.norm(name="norm2")(conv(self.features, 3, 1, name="conv2")(y), train)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = self.norm(name="proj_norm")(conv(self.features, 1, self.stride, "proj")(x), train)
+            x = self.norm(name="proj_norm")(
+                conv(self.features, 1, self.stride, name="proj")(x), train
+            )
         return self.act(y + x).astype(self.dtype)
 
 
@@ -50,24 +46,13 @@ class ResNet(nn.Module):
     act: Callable
     norm: Any
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = x.astype(self.dtype)
-        if self.small_stem:
-            x = nn.Conv(
-                64, (3, 3), padding=[(1, 1)] * 2, use_bias=False, dtype=self.dtype, name="stem_conv"
-            )(x)
-        else:
-            x = nn.Conv(
-                64,
-                (7, 7),
-                (2, 2),
-                padding=[(3, 3)] * 2,
-                use_bias=False,
-                dtype=self.dtype,
-                name="stem_conv",
-            )(x)
+        kernel, stride = (3, 1) if self.small_stem else (7, 2)
+        x = Conv(64, kernel, stride, dtype=self.dtype, impl=self.conv_impl, name="stem_conv")(x)
         x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
         if not self.small_stem:
             x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
@@ -81,6 +66,7 @@ class ResNet(nn.Module):
                     self.act,
                     self.norm,
                     self.dtype,
+                    self.conv_impl,
                     name=f"stage{i + 1}_block{j}",
                 )(x, train)
             self.sow("intermediates", f"stage{i + 1}", x)
@@ -98,7 +84,7 @@ def _resnet(name, stage_sizes):
             )
         small = cfg.stem == "small" or (cfg.stem == "auto" and image_size <= 64)
         check_input_size(name, image_size, 8 if small else 32)
-        return ResNet(num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype)
+        return ResNet(num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype, cfg.conv)
 
     MODELS.register(name, build)
 

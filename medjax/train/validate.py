@@ -6,6 +6,7 @@ instead, and leaves no trace in its workdir.
 
 from medjax.data import SOURCES
 from medjax.errors import ConfigError
+from medjax.models.conv import IMPLS
 from medjax.models.layers import ACTIVATIONS, DTYPES, NORMS
 from medjax.models.registry import MODELS
 from medjax.train.losses import LOSSES
@@ -27,6 +28,10 @@ def validate(config) -> None:
     if config.model.dtype not in DTYPES:
         raise ConfigError(
             f"config.model.dtype must be one of {', '.join(DTYPES)}, not {config.model.dtype!r}"
+        )
+    if config.model.conv not in IMPLS:
+        raise ConfigError(
+            f"config.model.conv must be one of {', '.join(IMPLS)}, not {config.model.conv!r}"
         )
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)
