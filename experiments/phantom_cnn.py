@@ -22,7 +22,7 @@ def get_config(arg=None):
     c.model.name = "cnn"
     c.model.widths = (32, 64, 128)
     c.train.batch_size = 64
-    c.train.num_epochs = 8.0
+    c.train.num_epochs = 12.0
     c.optimizer.schedule = "cosine"
     if arg.runlocal:
         apply_runlocal(c)

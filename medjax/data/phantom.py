@@ -64,10 +64,10 @@ def generate(n, size, num_classes, modality, channels, seed):
         image += uniform(-0.08, 0.08)[:, None, None] * np.exp(-blob)
 
     kind = labels
-    r = uniform(0.12, 0.25)
+    r = uniform(0.15, 0.3)
     elong = 1 + 0.35 * np.maximum(kind - 1, 0) // 2 * uniform(0.5, 1.0)
     lesion = field(uniform(-0.4, 0.4), uniform(-0.4, 0.4), r, r * elong, uniform(0, np.pi))
-    contrast = uniform(0.10, 0.22) * np.where(kind % 2 == 0, -1.0, 1.0)
+    contrast = uniform(0.2, 0.35) * np.where(kind % 2 == 0, -1.0, 1.0)
     solid = 1 / (1 + np.exp(np.minimum((lesion - 1) * 10, 50)))
     ring = np.exp(-((np.sqrt(lesion) - 1) ** 2) * 20)
     shape = np.where((kind == 3)[:, None, None], ring, solid)
