@@ -104,10 +104,31 @@ def test_train_on_real_breastmnist_for_a_few_steps(medmnist_file, tmp_path):
 
 
 def test_bench_prints_one_json_line():
-    out = subprocess.run([sys.executable, "-m", "medjax.bench", "--model", "cnn", "--batch-size",
-                          "8", "--steps", "2", "--warmup", "1"], cwd=ROOT, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medjax.bench",
+            "--model",
+            "cnn",
+            "--batch-size",
+            "8",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("train_images_per_s", "eval_images_per_s", "compile_s", "device_kind",
-                "device_count"):
+    for key in (
+        "train_images_per_s",
+        "eval_images_per_s",
+        "compile_s",
+        "device_kind",
+        "device_count",
+    ):
         assert key in line

@@ -9,16 +9,23 @@ from jax import lax
 from medjax.models import conv as conv_lib
 
 SHAPES = [  # (batch, size, cin, cout, kernel, stride)
-    (4, 28, 1, 8, 3, 1), (4, 28, 16, 8, 3, 1), (4, 28, 8, 16, 3, 2), (4, 28, 8, 16, 1, 2),
-    (2, 7, 16, 32, 3, 2), (2, 4, 32, 16, 3, 1), (2, 9, 8, 8, 3, 2), (2, 8, 8, 8, 1, 1),
-    (3, 6, 4, 4, 5, 1), (64, 14, 8, 8, 3, 1),
+    (4, 28, 1, 8, 3, 1),
+    (4, 28, 16, 8, 3, 1),
+    (4, 28, 8, 16, 3, 2),
+    (4, 28, 8, 16, 1, 2),
+    (2, 7, 16, 32, 3, 2),
+    (2, 4, 32, 16, 3, 1),
+    (2, 9, 8, 8, 3, 2),
+    (2, 8, 8, 8, 1, 1),
+    (3, 6, 4, 4, 5, 1),
+    (64, 14, 8, 8, 3, 1),
 ]
 
 
 def _reference(x, w, s, p):
-    return lax.conv_general_dilated(x, w, (s, s), [(p, p)] * 2,
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                    precision="highest")
+    return lax.conv_general_dilated(
+        x, w, (s, s), [(p, p)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest"
+    )
 
 
 @pytest.mark.parametrize("chunk", [1 << 19, 700], ids=["one-chunk", "many-chunks"])
@@ -49,6 +56,7 @@ def test_module_matches_flax_conv_with_the_same_parameters():
         ours = conv_lib.Conv(16, k, s, impl="gemm")
         theirs = nn.Conv(16, (k, k), (s, s), padding=[(k // 2, k // 2)] * 2, use_bias=False)
         v = ours.init(jax.random.key(0), x)
-        np.testing.assert_allclose(v["params"]["kernel"],
-                                   theirs.init(jax.random.key(0), x)["params"]["kernel"])
+        np.testing.assert_allclose(
+            v["params"]["kernel"], theirs.init(jax.random.key(0), x)["params"]["kernel"]
+        )
         np.testing.assert_allclose(ours.apply(v, x), theirs.apply(v, x), atol=1e-4)

@@ -14,7 +14,11 @@ def predict(eval_step, state, split, batch_size: int, sharding, desc: str = "eva
     out = []
     total = -(-len(split) // batch_size)
     for images, _, mask in tqdm(
-        eval_batches(split, batch_size), total=total, desc=desc, leave=False, dynamic_ncols=True,
+        eval_batches(split, batch_size),
+        total=total,
+        desc=desc,
+        leave=False,
+        dynamic_ncols=True,
         disable=total < 4,  # a bar for a split that takes a moment only clutters the log
     ):
         probs = eval_step(state, to_global(images, sharding))
