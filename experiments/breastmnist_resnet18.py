@@ -8,7 +8,9 @@ reported for the malignant class. Found as $MEDJAX_DATA_DIR/breastmnist.npz or
 Command:
     python -m medjax.run --config experiments/breastmnist_resnet18.py --workdir runs/breast
     python -m medjax.run --config experiments/breastmnist_resnet18.py:runlocal --workdir /tmp/x
-Result: see README ("Results"), measured on the machine named there.
+Result (seed 0, 2-core Xeon CPU, jax 0.12.0.1, 8.7 min): test AUC 0.875 [0.802, 0.934],
+ACC 0.846 [0.788, 0.897]: NOT yet above the baseline (0.901 / 0.863), which lies inside the
+intervals. Checkpoint chosen at step 714 by val AUC 0.982 on only 78 validation images.
 """
 
 from medjax.configs import apply_runlocal, get_base_config, parse_arg
