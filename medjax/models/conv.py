@@ -1,4 +1,5 @@
-"""2-D convolution whose forward and both gradients run as chunked GEMMs on the CPU.
+"""2-D convolution whose weight gradient (and, in bfloat16, every pass) runs as chunked
+GEMMs on the CPU.
 
 Why: with XLA:CPU (jax 0.12) on a 2-core AVX-512/AMX Xeon, measured per layer of ResNet-18:
   * XLA's weight-gradient convolution is 2-10x slower than its forward one, and its forward
@@ -171,15 +172,14 @@ def _conv_fwd(x, w, stride, pad, dt):
 
 def _conv_bwd(stride, pad, dt, res, g):
     x, w = res
-    _, vjp = jax.vjp(lambda a, b: _xla(a, b, stride, pad, dt), x, w.astype(dt))
-    if _gemm_wins("dx", w.shape, dt):
+    gemm_dx, gemm_dw = _gemm_wins("dx", w.shape, dt), _gemm_wins("dw", w.shape, dt)
+    if not (gemm_dx and gemm_dw):  # XLA's transposed convolutions, traced once for both
+        _, vjp = jax.vjp(lambda a, b: _xla(a, b, stride, pad, dt), x, w.astype(dt))
+        dx, dw = vjp(g.astype(F32))
+    if gemm_dx:
         dx = _gemm_dx(g, w, x.shape, stride, pad, dt)
-    else:
-        dx = vjp(g.astype(F32))[0]
-    if _gemm_wins("dw", w.shape, dt):
+    if gemm_dw:
         dw = _gemm_dw(x, g, w.shape[0], stride, pad, dt)
-    else:
-        dw = vjp(g.astype(F32))[1]
     return dx.astype(g.dtype), dw.astype(w.dtype)
 
 
