@@ -9,6 +9,10 @@ import os
 from medjax.cli import base_parser, config_from_args, main_guard, split_overrides
 
 
+def _interval(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
 def main(argv):
     rest, overrides = split_overrides(argv)
     parser = base_parser(__doc__)
@@ -31,8 +35,8 @@ def main(argv):
     test = results["test"]
     ci = test.get("ci95", {})
     print(
-        f"test: accuracy {test['accuracy']:.3f} {ci.get('accuracy')}, AUC {test['auc']:.3f} "
-        f"{ci.get('auc')}, balanced accuracy {test['balanced_accuracy']:.3f} "
+        f"test: accuracy {test['accuracy']:.3f} {_interval(ci.get('accuracy'))}, "
+        f"AUC {test['auc']:.3f} {_interval(ci.get('auc'))}, balanced accuracy {test['balanced_accuracy']:.3f} "
         f"(checkpoint of step {results['selected_step']}, chosen by {results['selected_by']}); "
         f"details in {os.path.join(args.workdir, 'results.json')}"
     )

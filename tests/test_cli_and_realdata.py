@@ -132,3 +132,58 @@ def test_bench_prints_one_json_line():
         "device_count",
     ):
         assert key in line
+
+
+def test_bench_augment_reports_each_shape_and_op():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medjax.bench",
+            "--augment",
+            "--per-op",
+            "--shapes",
+            "16x16x1,8x8x8x1",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
+    assert {tuple(x["shape"]) for x in lines} == {(16, 16, 1), (8, 8, 8, 1)}
+    assert sum(x["augment"] == "pipeline" for x in lines) == 2
+    assert all(x["images_per_s"] > 0 for x in lines)
+
+
+def test_preview_writes_a_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medjax.preview",
+            "--config",
+            "experiments/phantom_cnn.py:runlocal",
+            "--out",
+            str(out),
+            "--examples",
+            "3",
+            "--draws",
+            "2",
+            "--config.data.mix=mixup()",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    from PIL import Image
+
+    assert Image.open(out).size[0] > 200

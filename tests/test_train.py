@@ -62,7 +62,12 @@ def _final_params(workdir, config):
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     config = tiny_config(
-        **{"data.augment": ("random_flip()", "random_affine(rotate=10)"), "model.dropout": 0.3}
+        **{
+            "data.augment": ("random_flip()", "random_affine(rotate=10)", "speckle_noise()"),
+            "data.mix": "cutmix(p=0.5)",
+            "model.dropout": 0.3,
+            "train.ema_decay": 0.9,
+        }
     )
     train_and_evaluate(config, str(tmp_path / "straight"))
     out = train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=5)
@@ -75,6 +80,29 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(x, y)
     card = json.loads((tmp_path / "resumed" / "run_card.json").read_text())
     assert card["resumed_from_step"] == 5
+
+
+def test_fitted_preprocessing_resize_mixup_ema_and_tta_end_to_end(tmp_path):
+    config = tiny_config(
+        **{
+            "data.preprocess": (
+                "value_range(min=0.0, max=1.0)",
+                "zscore(scope='dataset')",
+                "resize(size=32)",
+            ),
+            "data.augment": ("elastic(alpha=4.0, sigma=3.0)", "bias_field()", "cutout()"),
+            "data.mix": "mixup(alpha=0.4)",
+            "train.ema_decay": 0.95,
+            "eval.flip_tta": True,
+        }
+    )
+    results = train_and_evaluate(config, str(tmp_path))
+    assert 0 <= results["test"]["auc"] <= 1
+    summary = json.loads((tmp_path / "data_summary.json").read_text())
+    ((op, stats),) = summary["fitted_on_train"].items()
+    assert "zscore" in op and set(stats) == {"mean", "std"}
+    card = json.loads((tmp_path / "run_card.json").read_text())
+    assert card["data"]["image_shape"] == [32, 32, 1]
 
 
 def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path):

@@ -31,6 +31,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # once per example on the host; augmentation runs on the device inside the train step.
     c.data.preprocess = ("value_range(min=-1.0, max=1.0)",)
     c.data.augment = ()
+    c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn"  # see medjax.models: cnn, resnet18, resnet34
@@ -65,6 +66,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.num_steps = 0
     c.train.log_every_steps = 20
     c.train.eval_every_epochs = 1.0
+    c.train.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     c.train.keep_checkpoints = 2  # the last K are kept, and the best by select_metric
     c.train.select_metric = "auc"  # validation metric that picks the checkpoint tested
     c.train.select_mode = "max"
@@ -72,6 +74,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256
     c.eval.bootstrap_samples = 1000
+    c.eval.flip_tta = False  # average predictions with the left-right mirrored image
     c.eval.positive_class = 1  # binary tasks: the class whose sensitivity is reported
     return c
 

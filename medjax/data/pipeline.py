@@ -29,7 +29,10 @@ def preprocess_split(split: Split, fn, chunk: int = 1024, desc: str = "") -> Spl
     return Split(np.concatenate(out).astype(np.float32), split.labels)
 
 
-def preprocess_dataset(dataset: Dataset, fn) -> Dataset:
+def preprocess_dataset(dataset: Dataset, preprocess) -> tuple[Dataset, dict]:
+    """Every split through `preprocess` (a `medjax.ops.Preprocess`), with dataset-fitted ops
+    fitted on the training split only; returns the dataset and the fitted statistics."""
+    fn, stats = preprocess.fit(dataset.splits["train"].images)
     splits = {
         name: preprocess_split(s, fn, desc=f"preprocess {name}")
         for name, s in dataset.splits.items()
@@ -41,7 +44,7 @@ def preprocess_dataset(dataset: Dataset, fn) -> Dataset:
         dataset.class_names,
         dataset.modality,
         dataset.origin,
-    )
+    ), stats
 
 
 def train_index_dataset(num_examples: int, batch_size: int, seed: int) -> grain.IterDataset:

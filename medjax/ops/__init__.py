@@ -5,19 +5,35 @@ host. Augmentation ops are `(key, image) -> image` functions run on the device i
 compiled train step, vmapped over the batch with one key per example.
 """
 
-from medjax.ops import augment, preprocess  # noqa: F401  (registers the ops)
+from medjax.ops import (  # noqa: F401  (registers the ops)
+    filters,
+    geometry,
+    histogram,
+    intensity,
+    intensity_augment,
+    mix,
+    spatial_augment,
+)
 from medjax.ops.pipeline import (
     AUGMENT_OPS,
+    MIX_OPS,
     PREPROCESS_OPS,
+    Fitted,
+    Preprocess,
     build_augment,
+    build_mix,
     build_preprocess,
     parse_op,
 )
 
 __all__ = [
     "AUGMENT_OPS",
+    "MIX_OPS",
     "PREPROCESS_OPS",
+    "Fitted",
+    "Preprocess",
     "build_augment",
+    "build_mix",
     "build_preprocess",
     "parse_op",
 ]

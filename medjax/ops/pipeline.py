@@ -1,15 +1,20 @@
 """Parse op specs like "random_affine(rotate=15, zoom=0.1)" and chain them into one function."""
 
 import ast
+import dataclasses
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import jax
+import numpy as np
 
 from medjax.errors import ConfigError
 from medjax.registry import Registry, suggest
 
 PREPROCESS_OPS = Registry("preprocessing op", "config.data.preprocess")
 AUGMENT_OPS = Registry("augmentation op", "config.data.augment")
+MIX_OPS = Registry("batch mixing op", "config.data.mix")
 
 
 def parse_op(spec: str, registry: Registry):
@@ -55,16 +60,72 @@ def _build(specs, registry):
     return fns
 
 
-def build_preprocess(specs):
-    """One deterministic `image -> image` function for the whole preprocessing list."""
-    fns = _build(specs, PREPROCESS_OPS)
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+    """A preprocessing op with parameters estimated from the training split: `fit(images)`
+    gets the training images as preprocessed by the ops before it and returns the parameters
+    (arrays) that `apply(params, image)` then uses for every split."""
 
+    fit: Callable[[np.ndarray], Any]
+    apply: Callable[[Any, jax.Array], jax.Array]
+
+
+def _chain(fns):
     def apply(image):
         for fn in fns:
             image = fn(image)
         return image
 
     return apply
+
+
+def _map_batched(fn, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    batched = jax.jit(jax.vmap(fn))
+    return np.concatenate(
+        [np.asarray(batched(images[i : i + chunk])) for i in range(0, len(images), chunk)]
+    )
+
+
+class Preprocess:
+    """The preprocessing list as one `image -> image` function.
+
+    With dataset-fitted ops in the list (`zscore(scope='dataset')`, ...), call `fit(train_images)`
+    first; it returns the pure function with the fitted statistics bound in, and the statistics
+    (for the record).
+    """
+
+    def __init__(self, specs):
+        self.specs = tuple(specs)
+        self.ops = _build(self.specs, PREPROCESS_OPS)
+        self.needs_fit = any(isinstance(op, Fitted) for op in self.ops)
+
+    def __call__(self, image):
+        if self.needs_fit:
+            raise RuntimeError("this preprocessing has dataset-fitted ops; call fit() first")
+        return _chain(self.ops)(image)
+
+    def fit(self, train_images: np.ndarray):
+        fns, stats, done = [], {}, 0
+        images = train_images
+        for i, op in enumerate(self.ops):
+            if isinstance(op, Fitted):
+                images = _map_batched(_chain(fns[done:]), images) if fns[done:] else images
+                done = len(fns)
+                params = jax.tree.map(np.asarray, op.fit(np.asarray(images)))
+                stats[f"{i}:{self.specs[i]}"] = jax.tree.map(lambda x: x.tolist(), params)
+                op = (lambda o, p: lambda image: o.apply(p, image))(op, params)
+            fns.append(op)
+        return _chain(fns), stats
+
+
+def build_preprocess(specs) -> Preprocess:
+    """The whole preprocessing list, parsed and checked (see `Preprocess`)."""
+    return Preprocess(specs)
+
+
+def build_mix(spec: str):
+    """The batch mixing op `(key, images, targets) -> (images, targets)`, or None for ""."""
+    return _build([spec], MIX_OPS)[0] if spec else None
 
 
 def build_augment(specs):

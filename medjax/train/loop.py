@@ -13,7 +13,7 @@ from medjax import data as data_lib
 from medjax.data.pipeline import preprocess_dataset, train_index_dataset
 from medjax.errors import ConfigError, TrainingError
 from medjax.models import build_model
-from medjax.ops import build_augment, build_preprocess
+from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.report import run_card
 from medjax.train import losses, sharding
 from medjax.train import workdir as wd
@@ -27,7 +27,7 @@ from medjax.train.validate import validate
 def build_pipeline_fns(config):
     """Parse the op lists first, so a bad op fails before any data is read."""
     augment = build_augment(config.data.augment) if config.data.augment else None
-    return build_preprocess(config.data.preprocess), augment
+    return build_preprocess(config.data.preprocess), augment, build_mix(config.data.mix)
 
 
 def schedule_steps(config, num_train: int):
@@ -50,7 +50,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     """
     wall_start = time.perf_counter()
     validate(config)
-    preprocess_fn, augment_fn = build_pipeline_fns(config)
+    preprocess_fn, augment_fn, mix_fn = build_pipeline_fns(config)
     mesh = sharding.make_mesh()
     sharding.check_batch_size("config.train.batch_size", config.train.batch_size, mesh)
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
@@ -67,7 +67,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         f"data: {dataset.origin}: "
         + ", ".join(f"{name} {s['images']} {s['class_counts']}" for name, s in summary.items())
     )
-    dataset = preprocess_dataset(dataset, preprocess_fn)
+    dataset, fitted_stats = preprocess_dataset(dataset, preprocess_fn)
     train, image_shape = dataset.splits["train"], dataset.image_shape
 
     steps_per_epoch, total_steps, eval_every = schedule_steps(config, len(train))
@@ -83,11 +83,20 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     resuming = wd.prepare(workdir, config, overwrite)
     wd.write_json(
         path("data_summary.json"),
-        {"origin": dataset.origin, "class_names": dataset.class_names, **summary},
+        {
+            "origin": dataset.origin,
+            "class_names": dataset.class_names,
+            **summary,
+            "preprocess": list(config.data.preprocess),
+            "fitted_on_train": fitted_stats,
+        },
     )
 
     repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    state = jax.jit(lambda: init_state(model, tx, image_shape, config.seed), out_shardings=repl)()
+    state = jax.jit(
+        lambda: init_state(model, tx, image_shape, config.seed, ema=config.train.ema_decay > 0),
+        out_shardings=repl,
+    )()
     ckpts = Checkpoints(
         path("checkpoints"),
         config.train.keep_checkpoints,
@@ -103,7 +112,16 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     elif resuming:
         print(f"{workdir}: same config, no checkpoint yet; starting from step 0")
 
-    train_step, eval_step = jit_steps(model, tx, loss_fn, augment_fn, mesh)
+    train_step, eval_step = jit_steps(
+        model,
+        tx,
+        loss_fn,
+        augment_fn,
+        mesh,
+        ema_decay=config.train.ema_decay,
+        flip_tta=config.eval.flip_tta,
+        mix_fn=mix_fn,
+    )
 
     def next_batch():
         idx = next(batches)

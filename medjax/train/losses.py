@@ -12,11 +12,14 @@ LOSSES = Registry("loss", "config.loss.name")
 
 @LOSSES.register("softmax_xent")
 def softmax_xent(logits, labels, class_weights, label_smoothing: float):
-    """Cross-entropy, averaged with per-class weights so the loss scale stays comparable."""
+    """Cross-entropy, averaged with per-class weights so the loss scale stays comparable.
+    `labels` are class indices (N,) or soft targets (N, K) from MixUp/CutMix."""
     num_classes = logits.shape[-1]
-    targets = optax.smooth_labels(jnp.eye(num_classes)[labels], label_smoothing)
-    per_example = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-    w = jnp.asarray(class_weights)[labels]
+    targets = jnp.eye(num_classes)[labels] if labels.ndim == 1 else labels
+    per_example = optax.softmax_cross_entropy(
+        logits.astype(jnp.float32), optax.smooth_labels(targets, label_smoothing)
+    )
+    w = targets @ jnp.asarray(class_weights, jnp.float32)
     return jnp.sum(w * per_example) / jnp.sum(w)
 
 

@@ -21,9 +21,12 @@ class TrainState:
     opt_state: Any
     rng: jax.Array  # raw uint32 key data, so checkpoints hold plain arrays
     skipped: jax.Array  # steps whose loss was not finite (their update was not applied)
+    # Exponential moving average of params and batch stats, evaluated instead of them when
+    # config.train.ema_decay > 0 (it smooths the step-to-step noise of small datasets); else ().
+    ema: Any = ()
 
 
-def init_state(model, tx, image_shape, seed: int) -> TrainState:
+def init_state(model, tx, image_shape, seed: int, ema: bool = False) -> TrainState:
     init_key, state_key = jax.random.split(jax.random.key(seed))
     variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
@@ -34,18 +37,37 @@ def init_state(model, tx, image_shape, seed: int) -> TrainState:
         opt_state=tx.init(params),
         rng=jax.random.key_data(state_key),
         skipped=jnp.zeros((), jnp.int32),
+        ema={"params": params, "batch_stats": variables.get("batch_stats", {})} if ema else (),
     )
 
 
-def make_train_step(model, tx, loss_fn, augment_fn=None):
+def _update_ema(state: TrainState, decay: float) -> TrainState:
+    if not decay:
+        return state
+    # Warm-up as in TF's ExponentialMovingAverage(num_updates=step): early averages do not
+    # drag the random initialisation along.
+    d = jnp.minimum(decay, (1.0 + state.step) / (10.0 + state.step))
+    ema = jax.tree.map(
+        lambda e, x: d * e + (1 - d) * x,
+        state.ema,
+        {"params": state.params, "batch_stats": state.batch_stats},
+    )
+    return state.replace(ema=ema)
+
+
+def make_train_step(model, tx, loss_fn, augment_fn=None, ema_decay: float = 0.0, mix_fn=None):
     """(state, images, labels) -> (state, metrics); a non-finite loss leaves the state unchanged."""
 
     def train_step(state: TrainState, images, labels):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        aug_key, dropout_key = jax.random.split(key)
+        aug_key, dropout_key, mix_key = jax.random.split(key, 3)
         if augment_fn is not None:
             keys = jax.vmap(lambda i: jax.random.fold_in(aug_key, i))(jnp.arange(len(images)))
             images = jax.vmap(augment_fn)(keys, images)
+        targets = labels
+        if mix_fn is not None:
+            num_classes = model.num_classes
+            images, targets = mix_fn(mix_key, images, jax.nn.one_hot(labels, num_classes))
 
         def objective(params):
             logits, updates = model.apply(
@@ -55,17 +77,20 @@ def make_train_step(model, tx, loss_fn, augment_fn=None):
                 rngs={"dropout": dropout_key},
                 mutable=["batch_stats"],
             )
-            return loss_fn(logits, labels), (logits, updates.get("batch_stats", {}))
+            return loss_fn(logits, targets), (logits, updates.get("batch_stats", {}))
 
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        new = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            batch_stats=batch_stats,
-            opt_state=opt_state,
+        new = _update_ema(
+            state.replace(
+                step=state.step + 1,
+                params=optax.apply_updates(state.params, updates),
+                batch_stats=batch_stats,
+                opt_state=opt_state,
+            ),
+            ema_decay,
         )
         # Overflowing parameters can leave the loss finite for a while, so check them too.
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm((new.params, batch_stats)))
@@ -85,29 +110,37 @@ def make_train_step(model, tx, loss_fn, augment_fn=None):
     return train_step
 
 
-def make_eval_step(model):
-    """(state, images) -> class probabilities in float32."""
+def make_eval_step(model, flip_tta: bool = False):
+    """(state, images) -> class probabilities in float32, from the EMA weights when kept, and
+    averaged with those of the left-right mirrored images when `flip_tta`."""
+
+    def probs(variables, images):
+        logits = model.apply(variables, images, train=False)
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
     def eval_step(state: TrainState, images):
-        logits = model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
-        )
-        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        variables = state.ema or {"params": state.params, "batch_stats": state.batch_stats}
+        p = probs(variables, images)
+        if flip_tta:
+            p = (p + probs(variables, jnp.flip(images, -2))) / 2
+        return p
 
     return eval_step
 
 
-def jit_steps(model, tx, loss_fn, augment_fn, mesh):
+def jit_steps(model, tx, loss_fn, augment_fn, mesh, ema_decay=0.0, flip_tta=False, mix_fn=None):
     """The train and eval steps compiled for `mesh`: batches split over `data`, state replicated,
     the old state's buffers donated to the new one."""
     from medjax.train.sharding import data_sharding, replicated
 
     repl, batch = replicated(mesh), data_sharding(mesh)
     train_step = jax.jit(
-        make_train_step(model, tx, loss_fn, augment_fn),
+        make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn),
         in_shardings=(repl, batch, batch),
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
-    eval_step = jax.jit(make_eval_step(model), in_shardings=(repl, batch), out_shardings=repl)
+    eval_step = jax.jit(
+        make_eval_step(model, flip_tta), in_shardings=(repl, batch), out_shardings=repl
+    )
     return train_step, eval_step

@@ -50,6 +50,11 @@ def validate(config) -> None:
         raise ConfigError(
             "set config.train.num_epochs or config.train.num_steps to a positive value"
         )
+    if not 0 <= config.train.ema_decay < 1:
+        raise ConfigError(
+            f"config.train.ema_decay must be in [0, 1) (0 disables; 0.99-0.999 is usual), "
+            f"not {config.train.ema_decay}"
+        )
     if config.train.select_metric not in SELECT_METRICS:
         raise ConfigError(f"config.train.select_metric must be one of {', '.join(SELECT_METRICS)}")
     if config.train.select_mode not in ("max", "min"):
