@@ -34,16 +34,24 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "cnn"  # see medjax.models: cnn, resnet18, resnet34
+    c.model.name = "cnn"  # see medjax.models.MODELS.names() and the README's model table
     c.model.activation = "relu"
     c.model.norm = "batch"
     c.model.dropout = 0.0
-    c.model.stem = "auto"  # resnet: auto (small for <= 64 px), small, imagenet
+    # auto (small for <= 64 px; volumes: depth), small, imagenet; ViT has no stem
+    c.model.stem = "auto"
     c.model.widths = (32, 64, 128)  # cnn: one conv stage per width
     c.model.convs_per_stage = 2  # cnn
     c.model.kernel_size = 3  # cnn
     c.model.pool = "max"  # cnn: downsampling between stages (max, avg)
     c.model.dtype = "float32"  # compute dtype; bfloat16 = mixed precision with float32 params
+    c.model.stochastic_depth = 0.0  # efficientnet: drop-path rate (0.2 in the paper)
+    c.model.width_multiplier = 1.0  # mobilenet_v2: channel scaling
+    c.model.patch_size = 16  # vit: square patch side in pixels
+    c.model.rnn = "lstm"  # cnn_rnn: lstm or gru over the slices of a volume
+    c.model.rnn_hidden = 128  # cnn_rnn
+    c.model.members = ()  # ensemble: names of the backbone models, e.g. ("resnet18", "densenet121")
+    c.model.combine = "mean"  # ensemble: mean (of member features) or concat
     c.model.conv = "auto"  # convolution: gemm (fast on CPU), xla (lax.conv), auto (gemm on CPU)
 
     c.optimizer = ml_collections.ConfigDict()

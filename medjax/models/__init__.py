@@ -5,7 +5,22 @@ and records its stage outputs with `self.sow("intermediates", name, x)`, so clas
 maps can be taken from any stage with `mutable=["intermediates"]`.
 """
 
-from medjax.models import cnn, resnet  # noqa: F401  (registers the models)
+from medjax.models import (  # noqa: F401  (registers the models)
+    alexnet,
+    cnn,
+    cnn_rnn,
+    densenet,
+    efficientnet,
+    ensemble,
+    inception,
+    mobilenet,
+    resnet,
+    resnet_bottleneck,
+    vgg,
+    vit,
+    volume,
+    xception,
+)
 from medjax.models.registry import MODELS, build_model, check_input_size
 
 __all__ = ["MODELS", "build_model", "check_input_size"]

@@ -14,7 +14,7 @@ for _name, _fn in {
     "relu": nn.relu,
     "leaky_relu": functools.partial(nn.leaky_relu, negative_slope=0.01),
     "elu": nn.elu,
-    "gelu": nn.gelu,
+    "gelu": functools.partial(nn.gelu, approximate=False),  # exact, as PyTorch's and Keras'
     "silu": nn.silu,
     "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
     "tanh": jnp.tanh,

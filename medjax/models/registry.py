@@ -24,6 +24,13 @@ def build_model(model_config, num_classes: int, image_size: int):
     )
 
 
+def small_stem(cfg, image_size: int) -> bool:
+    """Whether `config.model.stem` asks for the small-image stem ("auto": at <= 64 px)."""
+    if cfg.stem not in ("auto", "small", "imagenet"):
+        raise ConfigError(f"config.model.stem must be auto, small or imagenet, not {cfg.stem!r}")
+    return cfg.stem == "small" or (cfg.stem == "auto" and image_size <= 64)
+
+
 def check_input_size(name: str, image_size: int, downsampling: int, min_final: int = 1) -> None:
     """Refuse an input a model would shrink to nothing, before any convolution sees it."""
     if image_size // downsampling < min_final:

@@ -1,4 +1,5 @@
-"""ResNet-18/34 (He et al. 2016) with the ImageNet stem or a small-image stem.
+"""ResNet (He et al. 2016) with the ImageNet stem or a small-image stem: ResNet-18/34 with basic
+blocks here, ResNet-50/101 with bottleneck blocks in resnet_bottleneck.py.
 
 The small stem (3x3 stride-1 conv, no max-pool), as in the MedMNIST benchmark, keeps 28 px
 inputs at 28x28 through the first stage instead of shrinking them to 7x7 before any residual
@@ -12,12 +13,13 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from medjax.errors import ConfigError
 from medjax.models.conv import Conv
-from medjax.models.registry import MODELS, check_input_size
+from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
 class BasicBlock(nn.Module):
+    """3x3 -> 3x3 with a projected shortcut where shapes change; outputs `features` channels."""
+
     features: int
     stride: int
     act: Callable
@@ -47,6 +49,7 @@ class ResNet(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    block: Any = BasicBlock
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -60,7 +63,7 @@ class ResNet(nn.Module):
         for i, blocks in enumerate(self.stage_sizes):
             for j in range(blocks):
                 stride = 2 if i > 0 and j == 0 else 1
-                x = BasicBlock(
+                x = self.block(
                     64 * 2**i,
                     stride,
                     self.act,
@@ -76,18 +79,16 @@ class ResNet(nn.Module):
         return nn.Dense(self.num_classes, name="head")(x)
 
 
-def _resnet(name, stage_sizes):
+def register_resnet(name, stage_sizes, block=BasicBlock):
     def build(cfg, num_classes, image_size, act, norm, dtype):
-        if cfg.stem not in ("auto", "small", "imagenet"):
-            raise ConfigError(
-                f"config.model.stem must be auto, small or imagenet, not {cfg.stem!r}"
-            )
-        small = cfg.stem == "small" or (cfg.stem == "auto" and image_size <= 64)
+        small = small_stem(cfg, image_size)
         check_input_size(name, image_size, 8 if small else 32)
-        return ResNet(num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype, cfg.conv)
+        return ResNet(
+            num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype, cfg.conv, block
+        )
 
     MODELS.register(name, build)
 
 
-_resnet("resnet18", (2, 2, 2, 2))
-_resnet("resnet34", (3, 4, 6, 3))
+register_resnet("resnet18", (2, 2, 2, 2))
+register_resnet("resnet34", (3, 4, 6, 3))
