@@ -112,6 +112,28 @@ def bench_augment(args) -> None:
             )
 
 
+def _forward_gflops(model, state, shape) -> float | None:
+    """XLA's count of one image's forward-pass floating-point operations (multiply and add
+    counted separately, as papers' "FLOPs" = 2 x MACs), at float32 with XLA convolutions so
+    that the count is the model's, not the implementation's."""
+    import jax
+    import jax.numpy as jnp
+
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    plain = (
+        model.clone(dtype=jnp.float32, conv_impl="xla") if hasattr(model, "conv_impl") else model
+    )
+    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
+    fn = jax.jit(lambda v, x: plain.apply(v, x, train=False))
+    try:
+        cost = fn.lower(variables, x).cost_analysis()
+    except Exception:  # some backends cannot analyse cost; the rest of the line still stands
+        return None
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    flops = (cost or {}).get("flops")
+    return round(flops / 1e9, 3) if flops else None
+
+
 def timed(fn, n):
     start = time.perf_counter()
     out = None
@@ -166,6 +188,7 @@ def main(argv):
     train_step = train_step.lower(state, images, labels).compile()
     eval_step = eval_step.lower(state, images).compile()
     compile_s = time.perf_counter() - start
+    gflops = _forward_gflops(model, state, shape)
 
     holder = {"state": state}
 
@@ -187,6 +210,7 @@ def main(argv):
                 "dtype": args.dtype,
                 "conv": args.conv,
                 "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
+                "gflops_per_image": gflops,
                 "train_images_per_s": round(args.steps * args.batch_size / train_s, 1),
                 "eval_images_per_s": round(args.steps * args.batch_size / eval_s, 1),
                 "compile_s": round(compile_s, 2),

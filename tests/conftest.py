@@ -3,6 +3,7 @@ a file missing they fail, so CI (which sets it) can never pass by silently skipp
 
 import os
 import pathlib
+import subprocess
 
 import pytest
 
@@ -23,6 +24,23 @@ def medmnist_file():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def torch_python():
+    python = os.environ.get("MEDJAX_TORCH_PYTHON")
+    if not python:
+        pytest.skip(
+            "set MEDJAX_TORCH_PYTHON to a Python with torch and torchvision to compare "
+            "imported weights with torchvision's own outputs"
+        )
+    try:
+        check = subprocess.run([python, "-c", "import torchvision"], capture_output=True, text=True)
+    except OSError as e:
+        pytest.fail(f"MEDJAX_TORCH_PYTHON={python} cannot be run: {e}")
+    if check.returncode:
+        pytest.fail(f"MEDJAX_TORCH_PYTHON={python} cannot import torchvision:\n{check.stderr}")
+    return python
 
 
 def tiny_config(**changes):

@@ -52,6 +52,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.rnn_hidden = 128  # cnn_rnn
     c.model.members = ()  # ensemble: names of the backbone models, e.g. ("resnet18", "densenet121")
     c.model.combine = "mean"  # ensemble: mean (of member features) or concat
+    c.model.pretrained = ""  # weights file to start from (a torchvision state_dict .pth)
+    c.model.pretrained_source = "torchvision"
+    # Regexes over parameter paths ("stage1_block0/conv1/kernel") to freeze, with their
+    # batch-norm statistics: "^(?!head)" trains only the head.
+    c.model.freeze = ()
     c.model.conv = "auto"  # convolution: gemm (fast on CPU), xla (lax.conv), auto (gemm on CPU)
 
     c.optimizer = ml_collections.ConfigDict()
@@ -62,6 +67,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optimizer.weight_decay = 0.0
     c.optimizer.momentum = 0.9  # sgd, nesterov, rmsprop
     c.optimizer.grad_clip_norm = 0.0  # 0 disables
+    c.optimizer.head_learning_rate = 0.0  # > 0: the head's own learning rate (same schedule)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "softmax_xent"

@@ -27,6 +27,7 @@ Fused-MBConv fused_conv/norm and project_conv/norm), features[-1] -> top_conv/to
 classifier.1 -> head.
 """
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
+from medjax.models.layers import BatchNorm
 from medjax.models.mobilenet import depthwise, make_divisible, small_strides
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
@@ -180,10 +182,17 @@ class EfficientNet(nn.Module):
         return nn.Dense(self.num_classes, name="head")(x)
 
 
+# torchvision's (and the reference TF) batch-norm epsilon for these variants; pretrained
+# weights only reproduce their logits with it.
+EPS_1E3 = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s")
+
+
 def _efficientnet(name: str, base: Sequence[tuple], width: float, depth: float, top: int | None):
     def build(cfg, num_classes, image_size, act, norm, dtype):
         small = small_stem(cfg, image_size)
         check_input_size(name, image_size, 8 if small else 32)
+        if norm is BatchNorm and name in EPS_1E3:
+            norm = functools.partial(BatchNorm, epsilon=1e-3)
         strides = [row[3] for row in base]
         strides = small_strides(strides) if small else strides
         stages = tuple(

@@ -12,6 +12,7 @@ from medjax.registry import Registry
 ACTIVATIONS = Registry("activation", "config.model.activation")
 for _name, _fn in {
     "relu": nn.relu,
+    "relu6": jax.nn.relu6,  # MobileNetV2's own
     "leaky_relu": functools.partial(nn.leaky_relu, negative_slope=0.01),
     "elu": nn.elu,
     "gelu": functools.partial(nn.gelu, approximate=False),  # exact, as PyTorch's and Keras'
@@ -32,11 +33,13 @@ class Identity(nn.Module):
 
 
 class BatchNorm(nn.Module):
+    epsilon: float = 1e-5  # PyTorch's default; EfficientNet-B5..B7 and V2 use 1e-3
+
     @nn.compact
     def __call__(self, x, train: bool = False):
         # Statistics in float32 even under bfloat16 compute: variance underflows in bfloat16.
         return nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=jnp.float32
+            use_running_average=not train, momentum=0.9, epsilon=self.epsilon, dtype=jnp.float32
         )(x)
 
 

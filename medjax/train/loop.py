@@ -15,7 +15,7 @@ from medjax.errors import ConfigError, TrainingError
 from medjax.models import build_model
 from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.report import run_card
-from medjax.train import losses, sharding
+from medjax.train import finetune, losses, sharding
 from medjax.train import workdir as wd
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.evaluate import evaluate
@@ -73,12 +73,25 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     steps_per_epoch, total_steps, eval_every = schedule_steps(config, len(train))
     model = build_model(config.model, dataset.num_classes, image_shape[0])
     tx, schedule = build_optimizer(config.optimizer, total_steps, steps_per_epoch)
+    tx = finetune.with_finetuning(
+        tx,
+        config,
+        finetune.param_shapes(model, image_shape),
+        lambda lr: build_optimizer(config.optimizer, total_steps, steps_per_epoch, lr)[0],
+    )
     weights = losses.class_weights(config.loss.class_weights, train.labels, dataset.num_classes)
     loss_fn = functools.partial(
         losses.LOSSES.get(config.loss.name),
         class_weights=weights,
         label_smoothing=config.loss.label_smoothing,
     )
+    repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
+    state = jax.jit(
+        lambda: init_state(model, tx, image_shape, config.seed, ema=config.train.ema_decay > 0),
+        out_shardings=repl,
+    )()
+    if config.model.pretrained:
+        state = finetune.load_into_state(state, config, tx, repl)
     # Only now, with every config error ruled out, does the run claim its workdir.
     resuming = wd.prepare(workdir, config, overwrite)
     wd.write_json(
@@ -92,11 +105,6 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         },
     )
 
-    repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    state = jax.jit(
-        lambda: init_state(model, tx, image_shape, config.seed, ema=config.train.ema_decay > 0),
-        out_shardings=repl,
-    )()
     ckpts = Checkpoints(
         path("checkpoints"),
         config.train.keep_checkpoints,
@@ -121,6 +129,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         ema_decay=config.train.ema_decay,
         flip_tta=config.eval.flip_tta,
         mix_fn=mix_fn,
+        freeze=tuple(config.model.freeze),
     )
 
     def next_batch():

@@ -27,8 +27,9 @@ SCHEDULES.register(
 )
 
 
-def build_optimizer(c, total_steps: int, steps_per_epoch: float):
-    """(optax transformation, schedule) from `config.optimizer`.
+def build_optimizer(c, total_steps: int, steps_per_epoch: float, learning_rate: float = 0.0):
+    """(optax transformation, schedule) from `config.optimizer`, at `learning_rate` instead of
+    `c.learning_rate` when given (the head's own rate in fine-tuning).
 
     Weight decay is decoupled for adamw and an L2 term added to the gradient for the others,
     as in their papers; clipping by global norm comes first when enabled.
@@ -39,7 +40,7 @@ def build_optimizer(c, total_steps: int, steps_per_epoch: float):
         raise ConfigError("config.optimizer.weight_decay and grad_clip_norm must be >= 0")
     make = OPTIMIZERS.get(c.name)
     schedule = SCHEDULES.get(c.schedule)(
-        c.learning_rate, total_steps, int(round(c.warmup_epochs * steps_per_epoch))
+        learning_rate or c.learning_rate, total_steps, int(round(c.warmup_epochs * steps_per_epoch))
     )
     parts = []
     if c.grad_clip_norm:

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from medjax.train.finetune import keep_frozen_stats
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -55,7 +57,9 @@ def _update_ema(state: TrainState, decay: float) -> TrainState:
     return state.replace(ema=ema)
 
 
-def make_train_step(model, tx, loss_fn, augment_fn=None, ema_decay: float = 0.0, mix_fn=None):
+def make_train_step(
+    model, tx, loss_fn, augment_fn=None, ema_decay: float = 0.0, mix_fn=None, freeze=()
+):
     """(state, images, labels) -> (state, metrics); a non-finite loss leaves the state unchanged."""
 
     def train_step(state: TrainState, images, labels):
@@ -87,7 +91,7 @@ def make_train_step(model, tx, loss_fn, augment_fn=None, ema_decay: float = 0.0,
             state.replace(
                 step=state.step + 1,
                 params=optax.apply_updates(state.params, updates),
-                batch_stats=batch_stats,
+                batch_stats=keep_frozen_stats(state.batch_stats, batch_stats, freeze),
                 opt_state=opt_state,
             ),
             ema_decay,
@@ -128,14 +132,16 @@ def make_eval_step(model, flip_tta: bool = False):
     return eval_step
 
 
-def jit_steps(model, tx, loss_fn, augment_fn, mesh, ema_decay=0.0, flip_tta=False, mix_fn=None):
+def jit_steps(
+    model, tx, loss_fn, augment_fn, mesh, ema_decay=0.0, flip_tta=False, mix_fn=None, freeze=()
+):
     """The train and eval steps compiled for `mesh`: batches split over `data`, state replicated,
     the old state's buffers donated to the new one."""
     from medjax.train.sharding import data_sharding, replicated
 
     repl, batch = replicated(mesh), data_sharding(mesh)
     train_step = jax.jit(
-        make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn),
+        make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze),
         in_shardings=(repl, batch, batch),
         out_shardings=(repl, repl),
         donate_argnums=0,

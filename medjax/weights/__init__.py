@@ -1,0 +1,12 @@
+"""Pretrained weights from files the user already has (nothing is downloaded).
+
+`load_pretrained(path, model_name, like)` reads a torchvision `torch.save` state dict without
+torch (see torch_file.py) and returns `like`'s variables filled from it, with notes on what
+was adapted (a re-initialised head, a summed grayscale stem).
+"""
+
+from medjax.weights.load import load_pretrained
+from medjax.weights.torch_file import find_state_dict, read_torch_file
+from medjax.weights.torchvision import MODELS as SUPPORTED_MODELS
+
+__all__ = ["SUPPORTED_MODELS", "find_state_dict", "load_pretrained", "read_torch_file"]
