@@ -31,6 +31,14 @@ def parse(argv):
     p.add_argument("--dtype", default="float32", help="compute dtype: float32 or bfloat16")
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--conv", default="auto", help="convolution: auto, gemm or xla (lax.conv)")
+    p.add_argument("--depth", type=int, default=0, help="> 0: volumes of this depth (3D models)")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config.model key, e.g. members=\"('cnn', 'resnet18')\" (repeatable)",
+    )
     p.add_argument(
         "--train-augment", default="", help="augmentation ops in the train step, '|'-separated"
     )
@@ -151,7 +159,7 @@ def main(argv):
         return bench_augment(args)
     import jax
 
-    from medjax.configs import get_base_config
+    from medjax.configs import apply_overrides, get_base_config
     from medjax.models import build_model
     from medjax.ops import build_augment
     from medjax.report import run_card
@@ -162,10 +170,14 @@ def main(argv):
     config = get_base_config()
     config.model.name, config.model.dtype, config.model.conv = args.model, args.dtype, args.conv
     config.optimizer.name = args.optimizer
+    apply_overrides(
+        config, [("model." + kv.partition("=")[0], kv.partition("=")[2]) for kv in args.model_arg]
+    )
     mesh = sharding.make_mesh()
     sharding.check_batch_size("--batch-size", args.batch_size, mesh)
     shape = (args.image_size, args.image_size, args.channels)
-    model = build_model(config.model, args.num_classes, args.image_size)
+    shape = (args.depth, *shape) if args.depth else shape
+    model = build_model(config.model, args.num_classes, shape[0])
     tx, _ = build_optimizer(config.optimizer, 1000, 10)
     weights = np.ones(args.num_classes, np.float32)
     loss_fn = lambda logits, labels: losses.softmax_xent(logits, labels, weights, 0.0)
@@ -205,7 +217,7 @@ def main(argv):
         json.dumps(
             {
                 "model": args.model,
-                "image_size": args.image_size,
+                "input_shape": list(shape),
                 "batch_size": args.batch_size,
                 "dtype": args.dtype,
                 "conv": args.conv,

@@ -1,7 +1,7 @@
 """See what the configured preprocessing and augmentation do before training on it.
 
 python -m medjax.preview --config experiments/NAME.py[:args] --out grid.png [--examples 6]
-    [--draws 5] [--config.KEY=VALUE]
+    [--draws 5] [--with-mix] [--config.KEY=VALUE]
 
 One row per training example: the original, the preprocessed image, then `--draws` augmented
 versions, each
@@ -14,7 +14,7 @@ import textwrap
 from medjax.cli import base_parser, config_from_args, main_guard, split_overrides
 
 
-def augmented_grid(config, examples: int, draws: int):
+def augmented_grid(config, examples: int, draws: int, with_mix: bool = False):
     """(originals, preprocessed and augmented images (examples, 1 + draws, H, W, C), labels,
     class names), everything on the host."""
     import jax
@@ -42,7 +42,7 @@ def augmented_grid(config, examples: int, draws: int):
             np.arange(examples)
         )
         out = jax.jit(jax.vmap(augment))(keys, images)
-        if mix is not None:
+        if with_mix and mix is not None:
             onehot = jax.nn.one_hot(train.labels[pick], dataset.num_classes)
             out, _ = mix(jax.random.fold_in(key, 10_000 + d), out, onehot)
         rows.append(np.asarray(out))
@@ -95,13 +95,20 @@ def main(argv):
     parser.add_argument("--out", required=True, help="PNG file to write")
     parser.add_argument("--examples", type=int, default=6, help="rows: training examples")
     parser.add_argument("--draws", type=int, default=5, help="augmented versions per example")
+    parser.add_argument(
+        "--with-mix",
+        action="store_true",
+        help="also apply config.data.mix (MixUp/CutMix blend each row with another example)",
+    )
     args = parser.parse_args(rest)
     config = config_from_args(args, overrides)
-    originals, grid, labels, names = augmented_grid(config, args.examples, args.draws)
+    originals, grid, labels, names = augmented_grid(
+        config, args.examples, args.draws, args.with_mix
+    )
     title = "\n".join(
         textwrap.wrap(f"preprocess: {' -> '.join(config.data.preprocess)}", 140)
         + textwrap.wrap(f"augment: {' -> '.join(config.data.augment) or '(none)'}", 140)
-        + ([f"mix: {config.data.mix}"] if config.data.mix else [])
+        + ([f"mix: {config.data.mix}"] if config.data.mix and args.with_mix else [])
     )
     save_grid(originals, grid, labels, names, title, args.out)
     print(f"wrote {args.out}: {args.examples} examples x (1 + {args.draws} augmented draws)")

@@ -132,7 +132,7 @@ def test_preview_writes_a_grid(tmp_path):
     out = tmp_path / "grid.png"
     _run(
         *("--config", "experiments/phantom_cnn.py:runlocal", "--out", str(out)),
-        *("--examples", "3", "--draws", "2", "--config.data.mix=mixup()"),
+        *("--examples", "3", "--draws", "2", "--config.data.mix=mixup()", "--with-mix"),
         module="medjax.preview",
         check=True,
     )

@@ -58,8 +58,9 @@ def gamma_jitter(gamma: float = 0.3, p: float = 0.5):
     return apply
 
 
-def _noise_op(combine):
-    """A noise augmentation with standard deviation U(0, std), in the image's own units."""
+def _noise_op(combine, fields: int = 1):
+    """A noise augmentation with standard deviation U(0, std), in the image's own units, from
+    `fields` Gaussian noise images (drawing them is most of the op's cost)."""
 
     def factory(std: float = 0.05, p: float = 0.5):
         check(p, std=std)
@@ -67,7 +68,7 @@ def _noise_op(combine):
         def apply(key, image):
             ks, kn, kp = jax.random.split(key, 3)
             sigma = jax.random.uniform(ks, maxval=std)
-            noise = sigma * jax.random.normal(kn, (2, *image.shape), image.dtype)
+            noise = sigma * jax.random.normal(kn, (fields, *image.shape), image.dtype)
             return maybe(kp, p, combine(image, noise), image)
 
         return apply
@@ -96,7 +97,7 @@ def _rician(image, noise):
 
 AUGMENT_OPS.register("gaussian_noise")(_noise_op(_gaussian))
 AUGMENT_OPS.register("speckle_noise")(_noise_op(_speckle))
-AUGMENT_OPS.register("rician_noise")(_noise_op(_rician))
+AUGMENT_OPS.register("rician_noise")(_noise_op(_rician, fields=2))
 
 
 @AUGMENT_OPS.register("bias_field")

@@ -1,0 +1,68 @@
+"""Benchmark every registered model with `python -m medjax.bench`, one process each, and print
+the README's model table (parameters, GFLOPs per image, training and eval images/s).
+
+    python tools/bench_models.py --out bench_models.jsonl [--size 28] [--models a,b] [--batch 32]
+
+Volumes (3D models) are benchmarked at size^3 with one channel; ensembles as ('cnn',
+'resnet18'). A model that fails is reported with its error and the table goes on.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+VOLUME_MODELS = ("cnn3d", "resnet3d_18", "cnn_rnn")
+EXTRA = {
+    "ensemble": ["--model-arg", "members=('cnn', 'resnet18')"],
+    "vit_ti": ["--model-arg", "patch_size=4"],
+    "vit_s": ["--model-arg", "patch_size=4"],
+    "vit_b": ["--model-arg", "patch_size=4"],
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--models", default="", help="comma-separated; default: all registered")
+    args = p.parse_args()
+    from medjax.models import MODELS
+
+    names = args.models.split(",") if args.models else MODELS.names()
+    rows = []
+    with open(args.out, "a") as f:
+        for name in names:
+            cmd = [sys.executable, "-m", "medjax.bench", "--model", name]
+            cmd += ["--image-size", str(args.size), "--batch-size", str(args.batch)]
+            cmd += ["--steps", str(args.steps), "--warmup", "1", "--dtype", args.dtype]
+            if name in VOLUME_MODELS:
+                cmd += ["--depth", str(args.size)]
+            cmd += EXTRA.get(name, []) if args.size <= 64 or not name.startswith("vit") else []
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                row = {"model": name, "error": out.stderr.strip().splitlines()[-1:]}
+            else:
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print("| model | input | parameters | GFLOPs/image | train img/s | eval img/s | compile s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| `{r['model']}` | - | - | - | failed: {r['error']} | - | - |")
+            continue
+        print(
+            f"| `{r['model']}` | {'x'.join(map(str, r['input_shape']))} | "
+            f"{r['parameters'] / 1e6:.2f}M | {r['gflops_per_image']} | "
+            f"{r['train_images_per_s']} | {r['eval_images_per_s']} | {r['compile_s']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
