@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size
 
 
@@ -44,13 +45,11 @@ class CNN(nn.Module):
                 x = self.act(self.norm(name=f"norm{i}_{j}")(x, train))
             self.sow("intermediates", f"stage{i}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
-@MODELS.register("cnn")
-def cnn(cfg, num_classes, image_size, act, norm, dtype):
+def check_cnn_config(name: str, cfg, image_size: int) -> None:
+    """The plain CNNs' (2D and 3D) own keys: pooling, widths, depth, odd kernel size."""
     if cfg.pool not in ("max", "avg"):
         raise ConfigError(f"config.model.pool must be 'max' or 'avg', not {cfg.pool!r}")
     if not cfg.widths or cfg.convs_per_stage < 1 or cfg.kernel_size < 1 or cfg.kernel_size % 2 == 0:
@@ -58,7 +57,12 @@ def cnn(cfg, num_classes, image_size, act, norm, dtype):
             "config.model.widths and convs_per_stage must be positive and "
             "config.model.kernel_size odd (3, 5, 7: padding keeps the size)"
         )
-    check_input_size("cnn", image_size, 2 ** (len(cfg.widths) - 1))
+    check_input_size(name, image_size, 2 ** (len(cfg.widths) - 1))
+
+
+@MODELS.register("cnn")
+def cnn(cfg, num_classes, image_size, act, norm, dtype):
+    check_cnn_config("cnn", cfg, image_size)
     return CNN(
         num_classes,
         tuple(cfg.widths),

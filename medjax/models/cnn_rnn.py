@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from medjax.errors import ConfigError
 from medjax.models.cnn import CNN
 from medjax.models.ensemble import backbone_features
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size
 from medjax.models.volume import check_in_plane
 
@@ -69,9 +70,7 @@ class CNNRNN(nn.Module):
         hidden = nn.RNN(cell)(feats)
         self.sow("intermediates", "hidden", hidden)
         x = hidden[:, -1]
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 @MODELS.register("cnn_rnn")

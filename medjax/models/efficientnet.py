@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import BatchNorm
+from medjax.models.layers import BatchNorm, pooled_head
 from medjax.models.mobilenet import depthwise, make_divisible, small_strides
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
@@ -177,9 +177,7 @@ class EfficientNet(nn.Module):
         x = self.act(self.norm(name="top_norm")(x, train)).astype(self.dtype)
         self.sow("intermediates", "top", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 # torchvision's (and the reference TF) batch-norm epsilon for these variants; pretrained

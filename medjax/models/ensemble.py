@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from medjax.errors import ConfigError
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, build_model
 
 # Extractions in progress, innermost last: a model that itself extracts features (cnn_rnn) inside
@@ -84,9 +85,7 @@ class Ensemble(nn.Module):
                 for m, f in zip(self.members, feats, strict=True)
             ]
             x = jnp.mean(jnp.stack(feats), axis=0)
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 def member_names(members: Sequence[str]) -> list[str]:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -226,9 +227,7 @@ class InceptionV3(nn.Module):
             if stage:
                 self.sow("intermediates", stage, x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 def _final_size(size: int, small: bool) -> int:

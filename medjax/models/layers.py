@@ -62,4 +62,14 @@ NORMS.register("group", GroupNorm)
 NORMS.register("layer", LayerNorm)
 NORMS.register("none", Identity)
 
+
+def pooled_head(module: nn.Module, x, train: bool):
+    """The end of every classifier: record `x` as the "pooled" features, then dropout
+    (`module.dropout`) and the linear layer "head", so feature extraction (ensembles, Grad-CAM,
+    weight import) finds the same names in every model. Call it from a compact __call__."""
+    module.sow("intermediates", "pooled", x)
+    x = nn.Dropout(module.dropout, deterministic=not train)(x)
+    return nn.Dense(module.num_classes, name="head")(x)
+
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 # (expansion t, output channels c, blocks n, first stride s) per stage, from the paper's Table 2.
@@ -123,9 +124,7 @@ class MobileNetV2(nn.Module):
         x = self.act(self.norm(name="top_norm")(x, train)).astype(self.dtype)
         self.sow("intermediates", "top", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 @MODELS.register("mobilenet_v2")

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -74,9 +75,7 @@ class ResNet(nn.Module):
                 )(x, train)
             self.sow("intermediates", f"stage{i + 1}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 def register_resnet(name, stage_sizes, block=BasicBlock):

@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
+from medjax.models.cnn import check_cnn_config
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -72,9 +74,7 @@ class CNN3D(nn.Module):
                 x = self.act(self.norm(name=f"norm{i}_{j}")(x, train)).astype(self.dtype)
             self.sow("intermediates", f"stage{i}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 class BasicBlock3D(nn.Module):
@@ -126,21 +126,12 @@ class ResNet3D(nn.Module):
                 )(x, train)
             self.sow("intermediates", f"stage{i + 1}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 @MODELS.register("cnn3d")
 def cnn3d(cfg, num_classes, image_size, act, norm, dtype):
-    if cfg.pool not in ("max", "avg"):
-        raise ConfigError(f"config.model.pool must be 'max' or 'avg', not {cfg.pool!r}")
-    if not cfg.widths or cfg.convs_per_stage < 1 or cfg.kernel_size < 1 or cfg.kernel_size % 2 == 0:
-        raise ConfigError(
-            "config.model.widths and convs_per_stage must be positive and "
-            "config.model.kernel_size odd (3, 5, 7: padding keeps the size)"
-        )
-    check_input_size("cnn3d", image_size, 2 ** (len(cfg.widths) - 1))
+    check_cnn_config("cnn3d", cfg, image_size)
     return CNN3D(
         num_classes,
         tuple(cfg.widths),

@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
+from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -101,9 +102,7 @@ class Xception(nn.Module):
         x = self.act(self._sep(x, 2048, "block14_sepconv2", train))
         self.sow("intermediates", "stage4", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-        self.sow("intermediates", "pooled", x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, name="head")(x)
+        return pooled_head(self, x, train)
 
 
 @MODELS.register("xception")
