@@ -29,6 +29,7 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--models", default="", help="comma-separated; default: all registered")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per model")
     args = p.parse_args()
     from medjax.models import MODELS
 
@@ -42,7 +43,10 @@ def main():
             if name in VOLUME_MODELS:
                 cmd += ["--depth", str(args.size)]
             cmd += EXTRA.get(name, []) if args.size <= 64 or not name.startswith("vit") else []
-            out = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                out = subprocess.CompletedProcess(cmd, 1, "", f"over {args.timeout} s")
             if out.returncode:
                 row = {"model": name, "error": out.stderr.strip().splitlines()[-1:]}
             else:
