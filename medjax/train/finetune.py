@@ -46,12 +46,14 @@ def check_patterns(params, patterns) -> None:
             )
 
 
-def with_finetuning(tx, config, params, make_optimizer):
+def with_finetuning(tx, config, param_tree, make_optimizer):
     """`tx` for the body, nothing for frozen parameters, and, when
-    `config.optimizer.head_learning_rate` > 0, `make_optimizer(head_lr)` for the head."""
+    `config.optimizer.head_learning_rate` > 0, `make_optimizer(head_lr)` for the head.
+    `param_tree()` gives the parameter tree (shapes suffice); only called when needed."""
     freeze, head_lr = tuple(config.model.freeze), config.optimizer.head_learning_rate
     if not freeze and not head_lr:
         return tx
+    params = param_tree()
     check_patterns(params, freeze)
     frozen = frozen_mask(params, freeze)
 

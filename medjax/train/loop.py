@@ -76,7 +76,7 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     tx = finetune.with_finetuning(
         tx,
         config,
-        finetune.param_shapes(model, image_shape),
+        lambda: finetune.param_shapes(model, image_shape),
         lambda lr: build_optimizer(config.optimizer, total_steps, steps_per_epoch, lr)[0],
     )
     weights = losses.class_weights(config.loss.class_weights, train.labels, dataset.num_classes)
