@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import BatchNorm, pooled_head
+from medjax.models.layers import BatchNorm, conv_norm_act, pooled_head
 from medjax.models.mobilenet import depthwise, make_divisible, small_strides
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
@@ -148,11 +148,7 @@ class EfficientNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv_kw = dict(dtype=self.dtype, impl=self.conv_impl)
-        x = Conv(self.stem_features, 3, self.stem_stride, name="stem_conv", **conv_kw)(
-            x.astype(self.dtype)
-        )
-        x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
+        x = conv_norm_act(self, x, "stem", self.stem_features, 3, self.stem_stride, train)
         self.sow("intermediates", "stem", x)
         total = sum(n for *_, n in self.stages)
         index = 0
@@ -173,8 +169,7 @@ class EfficientNet(nn.Module):
                 )(x, train)
                 index += 1
             self.sow("intermediates", f"stage{i}", x)
-        x = Conv(self.top_features, 1, name="top_conv", **conv_kw)(x)
-        x = self.act(self.norm(name="top_norm")(x, train)).astype(self.dtype)
+        x = conv_norm_act(self, x, "top", self.top_features, 1, 1, train)
         self.sow("intermediates", "top", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from medjax.models.conv import Conv
 from medjax.registry import Registry
 
 ACTIVATIONS = Registry("activation", "config.model.activation")
@@ -61,6 +62,16 @@ NORMS.register("batch", BatchNorm)
 NORMS.register("group", GroupNorm)
 NORMS.register("layer", LayerNorm)
 NORMS.register("none", Identity)
+
+
+def conv_norm_act(module: nn.Module, x, name: str, features: int, kernel: int, stride: int, train):
+    """`{name}_conv` (medjax's Conv), `{name}_norm` and the activation, in `module`'s compute
+    dtype: the stem and top layers the ResNet, MobileNet and EfficientNet families share. Call
+    it from a compact __call__ of a module with act, norm, dtype and conv_impl fields."""
+    x = Conv(
+        features, kernel, stride, dtype=module.dtype, impl=module.conv_impl, name=f"{name}_conv"
+    )(x.astype(module.dtype))
+    return module.act(module.norm(name=f"{name}_norm")(x, train)).astype(module.dtype)
 
 
 def pooled_head(module: nn.Module, x, train: bool):

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head
+from medjax.models.layers import conv_norm_act, pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 # (expansion t, output channels c, blocks n, first stride s) per stage, from the paper's Table 2.
@@ -101,11 +101,7 @@ class MobileNetV2(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        conv_kw = dict(dtype=self.dtype, impl=self.conv_impl)
-        x = Conv(self.stem_features, 3, self.stem_stride, name="stem_conv", **conv_kw)(
-            x.astype(self.dtype)
-        )
-        x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
+        x = conv_norm_act(self, x, "stem", self.stem_features, 3, self.stem_stride, train)
         self.sow("intermediates", "stem", x)
         for i, (t, c, n, s) in enumerate(self.stages, start=1):
             for j in range(n):
@@ -120,8 +116,7 @@ class MobileNetV2(nn.Module):
                     name=f"stage{i}_block{j}",
                 )(x, train)
             self.sow("intermediates", f"stage{i}", x)
-        x = Conv(self.top_features, 1, name="top_conv", **conv_kw)(x)
-        x = self.act(self.norm(name="top_norm")(x, train)).astype(self.dtype)
+        x = conv_norm_act(self, x, "top", self.top_features, 1, 1, train)
         self.sow("intermediates", "top", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)

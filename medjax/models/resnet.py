@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head
+from medjax.models.layers import conv_norm_act, pooled_head
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -54,10 +54,8 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = x.astype(self.dtype)
         kernel, stride = (3, 1) if self.small_stem else (7, 2)
-        x = Conv(64, kernel, stride, dtype=self.dtype, impl=self.conv_impl, name="stem_conv")(x)
-        x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
+        x = conv_norm_act(self, x, "stem", 64, kernel, stride, train)
         if not self.small_stem:
             x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
         self.sow("intermediates", "stem", x)
