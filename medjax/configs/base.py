@@ -16,11 +16,35 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "phantom"  # see medjax.data.sources: phantom, medmnist
-    c.data.name = "phantom"  # medmnist: finds $MEDJAX_DATA_DIR/<name>.npz
-    c.data.path = ""  # explicit file; overrides name
-    c.data.image_size = 28  # phantom: generated size; medmnist: checked against the file
+    # phantom, medmnist, image_folder, csv, dicom, nifti, tfds (medjax.data.SOURCES)
+    c.data.source = "phantom"
+    c.data.name = "phantom"  # medmnist: finds $MEDJAX_DATA_DIR/<name>[_<size>].npz; tfds: dataset
+    c.data.path = ""  # file or folder: .npz, image root, CSV manifest, DICOM/NIfTI root, TFDS dir
+    c.data.image_size = 28  # phantom: generated size; medmnist: checked; files: decoded to it
+    c.data.depth = 0  # volumes (nifti, MedMNIST 3D): slices after resampling; 0 = 2D images
     c.data.channels = 1
+    # Files: how decoded images of any size reach image_size x image_size (PIL resampling):
+    # "resize" (stretch), "pad" (keep aspect, pad to square, then resize)
+    c.data.fit = "pad"
+    c.data.slice_axis = -1  # nifti: >= 0 turns volumes into 2D slices along this axis
+    c.data.dicom_window = "file"  # file (the file's own window), none, or "center,width"
+    # CSV manifest columns (image_folder and dicom also read a manifest when path is a .csv)
+    c.data.path_column = "path"
+    c.data.label_column = "label"
+    c.data.patient_column = "patient_id"  # optional; splits never share a patient
+    c.data.split_column = "split"  # optional; train/val/test per row
+    c.data.on_error = "raise"  # raise, or skip (a warning per bad file and a count)
+    c.data.max_pixels = 89_478_485  # refuse larger images (decompression bombs; PIL's limit)
+    # Splits for data without official ones: stratified by class, grouped by patient when ids
+    # exist. num_folds > 1: k-fold cross-validation over train+val, fold picks the val fold.
+    c.data.split_fractions = (0.7, 0.1, 0.2)  # train, val, test
+    c.data.split_seed = 0
+    c.data.num_folds = 0
+    c.data.fold = 0
+    c.data.cache = True  # decoded, preprocessed splits reused across runs
+    c.data.cache_dir = ""  # "" = $MEDJAX_CACHE_DIR or ~/.cache/medjax
+    c.data.sampler = "shuffle"  # shuffle (each image once per epoch), balanced (classes equal)
+    c.data.oversample = ""  # "smote(k=5)": synthetic minority images (see medjax.data.imbalance)
     c.data.num_classes = 2  # phantom only; other sources read it from the data
     c.data.modality = "ultrasound"  # phantom noise model: xray (Poisson), ultrasound, mri (Rician)
     c.data.num_train = 2048  # phantom split sizes
@@ -72,7 +96,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "softmax_xent"
     c.loss.label_smoothing = 0.0
-    c.loss.class_weights = "none"  # none, balanced (inverse frequency on the train split)
+    # none, balanced (inverse frequency), effective (effective number, Cui et al. 2019); from
+    # the train split only
+    c.loss.class_weights = "none"
+    c.loss.effective_beta = 0.999  # class_weights="effective"
+    c.loss.focal_gamma = 2.0  # loss.name="focal"
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 128

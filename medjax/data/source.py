@@ -2,6 +2,11 @@
 
 Sources register under the name `config.data.source` selects. They return raw pixels (uint8 or
 float) with integer labels; preprocessing is applied afterwards, the same way for every source.
+A source returns the official train/val/test splits when the data has them, or fewer (only
+"all", or "train" and "test"): `medjax.data.splits.assign` then makes the missing ones,
+stratified by class and grouped by patient, and the k-fold split when the config asks for one.
+File-based sources also register a lister in SOURCE_FILES, so the cache can tell (from the
+files' sizes and times, without decoding) whether a cached copy is still valid.
 """
 
 import dataclasses
@@ -12,13 +17,16 @@ from medjax.errors import DataError
 from medjax.registry import Registry
 
 SOURCES = Registry("data source", "config.data.source")
+# name -> fn(config.data) -> list of the files the source reads (for the cache key)
+SOURCE_FILES = Registry("data source file lister", "config.data.source")
 SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass
 class Split:
-    images: np.ndarray  # (N, H, W, C)
+    images: np.ndarray  # (N, H, W, C), or (N, D, H, W, C) for volumes
     labels: np.ndarray  # (N,) int32
+    groups: np.ndarray | None = None  # (N,) patient ids (str): no patient in two splits
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -74,12 +82,22 @@ def subsample(split: Split, max_examples: int, seed: int) -> Split:
     if not max_examples or len(split) <= max_examples:
         return split
     keep = np.sort(np.random.default_rng(seed).permutation(len(split))[:max_examples])
-    return Split(split.images[keep], split.labels[keep])
+    groups = None if split.groups is None else split.groups[keep]
+    return Split(split.images[keep], split.labels[keep], groups)
+
+
+def source_files(data_config) -> list[str]:
+    """The files the configured source reads; [] for generated data."""
+    if data_config.source not in SOURCE_FILES:
+        return []
+    return SOURCE_FILES.get(data_config.source)(data_config)
 
 
 def load_dataset(data_config) -> Dataset:
-    """Build the configured source, then apply the generic size limits."""
-    dataset = SOURCES.get(data_config.source)(data_config)
+    """Build the configured source, make the splits it lacks, then apply the size limits."""
+    from medjax.data import splits  # noqa: PLC0415  (splits imports this module)
+
+    dataset = splits.assign(SOURCES.get(data_config.source)(data_config), data_config)
     if data_config.max_examples_per_split:
         dataset.splits = {
             name: subsample(s, data_config.max_examples_per_split, i)
