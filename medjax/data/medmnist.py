@@ -1,36 +1,52 @@
-"""MedMNIST `.npz` files (official layout: {train,val,test}_{images,labels})."""
+"""MedMNIST `.npz` files (official layout: {train,val,test}_{images,labels}), 2D and 3D.
+
+`config.data.image_size` picks the file of a MedMNIST+ size (`<name>.npz` at 28 px,
+`<name>_<size>.npz` otherwise) and is checked against the pixels. 3D sets hold volumes
+(N, D, H, W) and load as (N, D, H, W, C); they need `config.data.depth` set to D, as a 2D set
+needs it 0, so that a config says which kind of model input it trains on. Any other file in the
+MedMNIST layout loads as well, with classes named by index.
+"""
 
 import os
 import zipfile
 
 import numpy as np
 
-from medjax.data.source import SOURCES, SPLITS, Dataset, Split, to_channels
-from medjax.errors import DataError
+from medjax.data.medmnist_info import INFO, file_name
+from medjax.data.source import SOURCE_FILES, SOURCES, SPLITS, Dataset, Split, to_channels
+from medjax.errors import ConfigError, DataError
 
-# Class names and modality of the MedMNIST v2 datasets medjax has been run on; any other
-# MedMNIST-layout file still loads, with classes named by index.
+# Class names and modality of every single-label MedMNIST v2 dataset.
 KNOWN = {
-    "breastmnist": ("ultrasound", ["malignant", "normal_or_benign"]),
-    "pneumoniamnist": ("xray", ["normal", "pneumonia"]),
+    name: (info.modality, list(info.class_names))
+    for name, info in INFO.items()
+    if not info.multi_label
 }
 
 
-def find_file(name: str, path: str) -> str:
-    if path:
+def find_file(name: str, path: str, size: int = 28) -> str:
+    """`path` if it is a file; else `<name>[_<size>].npz` in `path` or in $MEDJAX_DATA_DIR."""
+    wanted = file_name(name, size)
+    if path and not os.path.isdir(path):
         if not os.path.isfile(path):
             raise DataError(
                 f"data file {path!r} does not exist; check --config.data.path "
-                f"(or unset it to look for {name}.npz in $MEDJAX_DATA_DIR)"
+                f"(or unset it to look for {wanted} in $MEDJAX_DATA_DIR)"
             )
         return path
-    data_dir = os.environ.get("MEDJAX_DATA_DIR", "")
-    candidate = os.path.join(data_dir, f"{name}.npz")
+    data_dir = path or os.environ.get("MEDJAX_DATA_DIR", "")
+    candidate = os.path.join(data_dir, wanted)
     if not data_dir or not os.path.isfile(candidate):
-        where = f"in MEDJAX_DATA_DIR={data_dir!r}" if data_dir else "(MEDJAX_DATA_DIR is not set)"
+        if path:
+            where = f"in config.data.path={path!r}"
+        elif data_dir:
+            where = f"in MEDJAX_DATA_DIR={data_dir!r}"
+        else:
+            where = "(MEDJAX_DATA_DIR is not set)"
         raise DataError(
-            f"MedMNIST file {name}.npz not found {where}; pass "
-            f"--config.data.path=/path/to/{name}.npz or export MEDJAX_DATA_DIR=<folder with it>"
+            f"MedMNIST file {wanted} not found {where}; download it with "
+            f"`python -m medjax.data.fetch medmnist {name} --size {size} --dir DIR`, then pass "
+            f"--config.data.path=DIR/{wanted} or export MEDJAX_DATA_DIR=DIR"
         )
     return candidate
 
@@ -43,9 +59,83 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({e}); re-download it") from None
 
 
+def _check_config(cfg) -> None:
+    info = INFO.get(cfg.name)
+    if info is None:
+        return
+    if info.multi_label:
+        raise DataError(
+            f"{cfg.name} is a multi-label dataset ({len(info.class_names)} findings per image); "
+            f"medjax needs one class per image (multi-label MedMNIST sets are not supported yet)"
+        )
+    if cfg.image_size not in info.sizes:
+        raise ConfigError(
+            f"{cfg.name} comes at image sizes {', '.join(map(str, info.sizes))}, not "
+            f"config.data.image_size={cfg.image_size}; set one of those"
+        )
+    if info.volumes and not cfg.depth:
+        raise ConfigError(
+            f"{cfg.name} holds 3D volumes of {cfg.image_size}^3 voxels; set "
+            f"--config.data.depth={cfg.image_size} and a 3D model (cnn3d, resnet3d_18)"
+        )
+    if not info.volumes and cfg.depth:
+        raise ConfigError(
+            f"{cfg.name} holds 2D images; set --config.data.depth=0 (it is {cfg.depth})"
+        )
+
+
+def _check_shape(path: str, split: str, images: np.ndarray, cfg) -> bool:
+    """Whether `images` are volumes; raises when their size or kind contradicts the config."""
+    volumes = cfg.depth > 0
+    if volumes:
+        if images.ndim not in (4, 5):
+            raise DataError(
+                f"{path}: {split}_images has shape {images.shape}; config.data.depth="
+                f"{cfg.depth} asks for 3D volumes (N, D, H, W) or (N, D, H, W, C). For 2D "
+                f"images set --config.data.depth=0"
+            )
+        if images.shape[1] != cfg.depth:
+            raise DataError(
+                f"{path}: volumes have {images.shape[1]} slices but config.data.depth="
+                f"{cfg.depth}; set --config.data.depth={images.shape[1]}"
+            )
+    elif images.ndim == 4 and images.shape[-1] not in (1, 3):
+        raise DataError(
+            f"{path}: {split}_images has shape {images.shape}, which looks like 3D volumes "
+            f"(N, D, H, W); set --config.data.depth={images.shape[1]} (and a 3D model)"
+        )
+    elif images.ndim not in (3, 4):
+        raise DataError(
+            f"{path}: {split}_images has shape {images.shape}; expected (N, H, W) or "
+            f"(N, H, W, C) 2D images"
+        )
+    h, w = images.shape[2:4] if volumes else images.shape[1:3]
+    if h != cfg.image_size or w != cfg.image_size:
+        raise DataError(
+            f"{path}: images are {h}x{w} px but config.data.image_size={cfg.image_size}; set "
+            f"--config.data.image_size={h}"
+        )
+    return volumes
+
+
+def _channels(images: np.ndarray, volumes: bool, channels: int, path: str) -> np.ndarray:
+    if not volumes:
+        return to_channels(images, channels, path)
+    if images.ndim == 4:
+        images = images[..., None]
+    flat = to_channels(images.reshape(-1, *images.shape[2:]), channels, path)
+    return flat.reshape(*images.shape[:2], *flat.shape[1:])
+
+
+@SOURCE_FILES.register("medmnist")
+def medmnist_files(cfg) -> list[str]:
+    return [find_file(cfg.name, cfg.path, cfg.image_size)]
+
+
 @SOURCES.register("medmnist")
 def medmnist(cfg) -> Dataset:
-    path = find_file(cfg.name, cfg.path)
+    _check_config(cfg)
+    path = find_file(cfg.name, cfg.path, cfg.image_size)
     arrays = read_npz(path)
     expected = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
     missing = [k for k in expected if k not in arrays]
@@ -57,17 +147,12 @@ def medmnist(cfg) -> Dataset:
     splits = {}
     for s in SPLITS:
         images, labels = arrays[f"{s}_images"], arrays[f"{s}_labels"]
-        if images.ndim not in (3, 4) or len(images) != len(labels):
+        if len(images) != len(labels):
             raise DataError(
-                f"{path}: {s}_images has shape {images.shape} for {len(labels)} labels; expected "
-                f"(N, H, W) or (N, H, W, C) 2D images, one per label"
+                f"{path}: {s}_images holds {len(images)} images for {len(labels)} labels; the "
+                f"file is corrupt, re-download it"
             )
-        if images.shape[1] != cfg.image_size or images.shape[2] != cfg.image_size:
-            raise DataError(
-                f"{path}: images are {images.shape[1]}x{images.shape[2]} px but "
-                f"config.data.image_size={cfg.image_size}; set "
-                f"--config.data.image_size={images.shape[1]}"
-            )
+        volumes = _check_shape(path, s, images, cfg)
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
         if labels.ndim != 1:
@@ -77,7 +162,8 @@ def medmnist(cfg) -> Dataset:
             )
         if not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"{path}: {s}_labels are {labels.dtype}, not integer class indices")
-        splits[s] = Split(to_channels(images, cfg.channels, path), labels.astype(np.int32))
+        images = _channels(images, volumes, cfg.channels, path)
+        splits[s] = Split(images, labels.astype(np.int32))
     modality, names = KNOWN.get(cfg.name, ("unknown", None))
     num_classes = int(max(int(s.labels.max()) for s in splits.values())) + 1
     if names is None:
