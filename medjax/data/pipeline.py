@@ -6,6 +6,7 @@ checkpointable iterator state, and padded, masked batches for evaluation so that
 evaluation image counts exactly once.
 """
 
+import dataclasses
 from collections.abc import Iterator
 
 import grain
@@ -26,7 +27,7 @@ def preprocess_split(split: Split, fn, chunk: int = 1024, desc: str = "") -> Spl
     ):
         block = jax.device_put(split.images[start : start + chunk], cpu)
         out.append(np.asarray(batched(block)))
-    return Split(np.concatenate(out).astype(np.float32), split.labels)
+    return Split(np.concatenate(out).astype(np.float32), split.labels, split.groups)
 
 
 def preprocess_dataset(dataset: Dataset, preprocess) -> tuple[Dataset, dict]:
@@ -37,14 +38,7 @@ def preprocess_dataset(dataset: Dataset, preprocess) -> tuple[Dataset, dict]:
         name: preprocess_split(s, fn, desc=f"preprocess {name}")
         for name, s in dataset.splits.items()
     }
-    return Dataset(
-        dataset.name,
-        splits,
-        dataset.num_classes,
-        dataset.class_names,
-        dataset.modality,
-        dataset.origin,
-    ), stats
+    return dataclasses.replace(dataset, splits=splits), stats
 
 
 def train_index_dataset(num_examples: int, batch_size: int, seed: int) -> grain.IterDataset:

@@ -40,23 +40,23 @@ class Dataset:
     class_names: list[str]
     modality: str = "unknown"
     origin: str = ""  # file or generator it came from, for the run card
+    split_method: str = ""  # how the splits were made (medjax.data.splits.assign)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
         return self.splits["train"].images.shape[1:]
 
     def summary(self) -> dict:
-        """Images and class counts per split, as printed and saved with the run."""
-        return {
-            name: {
-                "images": len(s),
-                "class_counts": {
-                    self.class_names[c]: int(n)
-                    for c, n in enumerate(np.bincount(s.labels, minlength=self.num_classes))
-                },
-            }
-            for name, s in self.splits.items()
-        }
+        """Images, patients (when ids exist) and class counts per split, and how the splits
+        were made ("split_method"), as printed and saved with the run."""
+        out = {}
+        for name, s in self.splits.items():
+            counts = np.bincount(s.labels, minlength=self.num_classes)
+            out[name] = {"images": len(s)}
+            if s.groups is not None:
+                out[name]["patients"] = len(np.unique(s.groups))
+            out[name]["class_counts"] = {self.class_names[c]: int(n) for c, n in enumerate(counts)}
+        return {**out, "split_method": self.split_method} if self.split_method else out
 
 
 def to_channels(images: np.ndarray, channels: int, origin: str) -> np.ndarray:

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from medjax import data as data_lib
 from medjax.data.pipeline import preprocess_dataset, train_index_dataset
+from medjax.data.source import SPLITS
 from medjax.errors import ConfigError, TrainingError
 from medjax.models import build_model
 from medjax.ops import build_augment, build_mix, build_preprocess
@@ -65,7 +66,10 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         )
     print(
         f"data: {dataset.origin}: "
-        + ", ".join(f"{name} {s['images']} {s['class_counts']}" for name, s in summary.items())
+        + ", ".join(
+            f"{n} {s['images']} {s['class_counts']}" for n, s in summary.items() if n in SPLITS
+        )
+        + f" ({summary.get('split_method', 'official')})"
     )
     dataset, fitted_stats = preprocess_dataset(dataset, preprocess_fn)
     train, image_shape = dataset.splits["train"], dataset.image_shape
