@@ -10,7 +10,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax import data as data_lib
-from medjax.data.pipeline import preprocess_dataset, train_index_dataset
+from medjax.data import imbalance
+from medjax.data.pipeline import preprocess_dataset
 from medjax.data.source import SPLITS
 from medjax.errors import ConfigError, TrainingError
 from medjax.models import build_model
@@ -75,6 +76,12 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     train, image_shape = dataset.splits["train"], dataset.image_shape
 
     steps_per_epoch, total_steps, eval_every = schedule_steps(config, len(train))
+    # After the schedule: an epoch counts real training images only (see medjax.data.imbalance)
+    train, synthetic = imbalance.oversample(train, config.data.oversample, config.seed)
+    if synthetic:
+        made = {dataset.class_names[c]: n for c, n in synthetic.items()}
+        summary["oversample"] = {"method": config.data.oversample, "synthetic_train_images": made}
+        print(f"{config.data.oversample}: {made} synthetic training images, train only")
     model = build_model(config.model, dataset.num_classes, image_shape[0])
     tx, schedule = build_optimizer(config.optimizer, total_steps, steps_per_epoch)
     tx = finetune.with_finetuning(
@@ -83,12 +90,10 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         lambda: finetune.param_shapes(model, image_shape),
         lambda lr: build_optimizer(config.optimizer, total_steps, steps_per_epoch, lr)[0],
     )
-    weights = losses.class_weights(config.loss.class_weights, train.labels, dataset.num_classes)
-    loss_fn = functools.partial(
-        losses.LOSSES.get(config.loss.name),
-        class_weights=weights,
-        label_smoothing=config.loss.label_smoothing,
+    weights = losses.class_weights(
+        config.loss.class_weights, train.labels, dataset.num_classes, config.loss.effective_beta
     )
+    loss_fn = losses.build_loss(config.loss, weights)
     repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
     state = jax.jit(
         lambda: init_state(model, tx, image_shape, config.seed, ema=config.train.ema_decay > 0),
@@ -115,7 +120,11 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         config.train.select_metric,
         config.train.select_mode,
     )
-    batches = iter(train_index_dataset(len(train), config.train.batch_size, config.seed))
+    batches = iter(
+        imbalance.index_dataset(
+            config.data.sampler, train.labels, config.train.batch_size, config.seed
+        )
+    )
     start = ckpts.latest_step() or 0
     if start:
         state, data_state = ckpts.restore(start, state)

@@ -1,5 +1,12 @@
-"""Classification losses chosen by `config.loss.name`, with class weights and label smoothing."""
+"""Classification losses chosen by `config.loss.name`, with class weights and label smoothing.
 
+Class weights are computed from the training split only. They compound with a balanced sampler
+or SMOTE (`medjax.data.imbalance`), which already even out the classes: use one of them.
+"""
+
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -23,11 +30,51 @@ def softmax_xent(logits, labels, class_weights, label_smoothing: float):
     return jnp.sum(w * per_example) / jnp.sum(w)
 
 
-def class_weights(spec: str, train_labels: np.ndarray, num_classes: int) -> np.ndarray:
+@LOSSES.register("focal")
+def focal(logits, labels, class_weights, label_smoothing: float, gamma: float = 2.0):
+    """Softmax focal loss (Lin et al. 2017), -sum_k t_k (1 - p_k)^gamma log p_k: easy examples
+    (p near 1) count less. The class weights play the role of the paper's alpha and average
+    like cross-entropy's; gamma=0 is cross-entropy. Soft targets (N, K) from MixUp/CutMix weight
+    each class's term, which for one-hot targets is the paper's loss. (optax has only the
+    sigmoid, one-vs-rest form.)"""
+    num_classes = logits.shape[-1]
+    targets = jnp.eye(num_classes)[labels] if labels.ndim == 1 else labels
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32))
+    # clipped: (1 - p)^gamma has an infinite slope at p = 1 when gamma < 1
+    modulator = jnp.clip(-jnp.expm1(log_p), 1e-12, 1.0) ** gamma
+    smoothed = optax.smooth_labels(targets, label_smoothing)
+    per_example = -jnp.sum(smoothed * modulator * log_p, axis=-1)
+    w = targets @ jnp.asarray(class_weights, jnp.float32)
+    return jnp.sum(w * per_example) / jnp.sum(w)
+
+
+def build_loss(loss_config, class_weights: np.ndarray):
+    """`config.loss` -> fn(logits, labels) -> scalar loss."""
+    fn = LOSSES.get(loss_config.name)
+    extra = {"gamma": loss_config.focal_gamma} if loss_config.name == "focal" else {}
+    return functools.partial(
+        fn, class_weights=class_weights, label_smoothing=loss_config.label_smoothing, **extra
+    )
+
+
+CLASS_WEIGHTS = ("none", "balanced", "effective")
+
+
+def class_weights(
+    spec: str, train_labels: np.ndarray, num_classes: int, beta: float = 0.999
+) -> np.ndarray:
     """Per-class loss weights from the training split only (never val or test)."""
+    counts = np.maximum(np.bincount(train_labels, minlength=num_classes), 1).astype(np.float64)
     if spec == "none":
         return np.ones(num_classes, np.float32)
-    if spec == "balanced":  # inverse frequency, normalised to mean 1 (as scikit-learn's)
-        counts = np.bincount(train_labels, minlength=num_classes).astype(np.float32)
-        return len(train_labels) / (num_classes * np.maximum(counts, 1))
-    raise ConfigError(f"config.loss.class_weights must be 'none' or 'balanced', not {spec!r}")
+    if spec == "balanced":  # inverse frequency, mean 1 over the images (as scikit-learn's)
+        return (len(train_labels) / (num_classes * counts)).astype(np.float32)
+    if spec == "effective":
+        # Cui et al. 2019: weight 1 / effective number of samples (1 - beta^n) / (1 - beta),
+        # mean 1 over the classes as in the paper. beta -> 1 tends to inverse frequency, beta = 0
+        # to no weighting.
+        w = (1 - beta) / -np.expm1(counts * np.log(beta)) if beta > 0 else np.ones_like(counts)
+        return (w * num_classes / w.sum()).astype(np.float32)
+    raise ConfigError(
+        f"config.loss.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, not {spec!r}"
+    )

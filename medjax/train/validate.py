@@ -4,12 +4,12 @@ A run that would fail on a typo after loading data (or after an hour of training
 instead, and leaves no trace in its workdir.
 """
 
-from medjax.data import SOURCES
+from medjax.data import SOURCES, imbalance, splits
 from medjax.errors import ConfigError
 from medjax.models.conv import IMPLS
 from medjax.models.layers import ACTIVATIONS, DTYPES, NORMS
 from medjax.models.registry import MODELS
-from medjax.train.losses import LOSSES
+from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
 
 SELECT_METRICS = ("auc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity")
@@ -36,8 +36,21 @@ def validate(config) -> None:
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)
     LOSSES.get(config.loss.name)
-    if config.loss.class_weights not in ("none", "balanced"):
-        raise ConfigError("config.loss.class_weights must be 'none' or 'balanced'")
+    if config.loss.class_weights not in CLASS_WEIGHTS:
+        raise ConfigError(
+            f"config.loss.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, not "
+            f"{config.loss.class_weights!r}"
+        )
+    if not 0 <= config.loss.effective_beta < 1:
+        raise ConfigError(
+            f"config.loss.effective_beta must be in [0, 1) (0.99-0.9999 is usual), not "
+            f"{config.loss.effective_beta}"
+        )
+    if config.loss.focal_gamma < 0:
+        raise ConfigError(f"config.loss.focal_gamma must be >= 0, not {config.loss.focal_gamma}")
+    splits.check_config(config.data)
+    imbalance.check_sampler(config.data.sampler)
+    imbalance.parse_oversample(config.data.oversample)
     if not 0 <= config.loss.label_smoothing < 1 or not 0 <= config.model.dropout < 1:
         raise ConfigError("config.loss.label_smoothing and config.model.dropout must be in [0, 1)")
     _positive("config.optimizer.learning_rate", config.optimizer.learning_rate)
