@@ -10,8 +10,8 @@ from medjax.errors import ConfigError
 from medjax.registry import suggest
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """Import an experiment file and call its `get_config(arg)`; returns a locked ConfigDict."""
+def import_experiment(spec: str):
+    """(module, path, arg) for `path/to/experiment.py[:arg]`; arg is None without `:`."""
     path, arg = spec, None
     if ".py:" in spec:
         path, arg = spec.split(".py:", 1)
@@ -21,6 +21,12 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     module_spec = importlib.util.spec_from_file_location("medjax_experiment", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
+    return module, path, arg
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """Import an experiment file and call its `get_config(arg)`; returns a locked ConfigDict."""
+    module, path, arg = import_experiment(spec)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path!r} has no get_config(arg=None) function")
     config = module.get_config(arg)
