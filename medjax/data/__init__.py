@@ -1,6 +1,14 @@
 """Data sources behind one interface, host preprocessing, and Grain input pipelines."""
 
-from medjax.data import medmnist, phantom, tfds_source  # noqa: F401  (registers the sources)
+from medjax.data import (  # noqa: F401  (registers the sources)
+    dicom,
+    image_folder,
+    manifest,
+    medmnist,
+    nifti,
+    phantom,
+    tfds_source,
+)
 from medjax.data.source import SOURCES, Dataset, Split, load_dataset
 
 __all__ = ["SOURCES", "Dataset", "Split", "load_dataset"]

@@ -5,6 +5,9 @@ instead, and leaves no trace in its workdir.
 """
 
 from medjax.data import SOURCES, imbalance, splits
+from medjax.data.decode import FITS
+from medjax.data.dicom import parse_window
+from medjax.data.files import ON_ERROR
 from medjax.errors import ConfigError
 from medjax.models.conv import IMPLS
 from medjax.models.layers import ACTIVATIONS, DTYPES, NORMS
@@ -20,8 +23,32 @@ def _positive(name, value):
         raise ConfigError(f"{name} must be positive, not {value}")
 
 
+def _check_files(data) -> None:
+    """The keys of the file sources (image_folder, csv, dicom, nifti)."""
+    if data.fit not in FITS:
+        raise ConfigError(f"config.data.fit must be one of {', '.join(FITS)}, not {data.fit!r}")
+    if data.on_error not in ON_ERROR:
+        raise ConfigError(
+            f"config.data.on_error must be one of {', '.join(ON_ERROR)}, not {data.on_error!r}"
+        )
+    parse_window(data.dicom_window)
+    if data.slice_axis not in (-1, 0, 1, 2):
+        raise ConfigError(
+            f"config.data.slice_axis must be -1 (whole volumes or 2D files) or a volume axis "
+            f"0, 1 or 2, not {data.slice_axis}"
+        )
+    if data.depth < 0 or (data.depth > 0 and data.slice_axis >= 0):
+        raise ConfigError(
+            f"config.data.depth={data.depth} with slice_axis={data.slice_axis}: set depth > 0 "
+            f"for volumes or slice_axis >= 0 for 2D slices of them, not both (depth >= 0)"
+        )
+    _positive("config.data.image_size", data.image_size)
+    _positive("config.data.max_pixels", data.max_pixels)
+
+
 def validate(config) -> None:
     SOURCES.get(config.data.source)
+    _check_files(config.data)
     MODELS.get(config.model.name)
     ACTIVATIONS.get(config.model.activation)
     NORMS.get(config.model.norm)
