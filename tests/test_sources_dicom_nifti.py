@@ -181,5 +181,5 @@ def test_nifti_dimension_errors(tmp_path):
     (tmp_path / "patient" / "fmri.nii.gz").write_bytes(b"\x1f\x8b not gzip")
     with pytest.raises(DataError, match="fmri.nii.gz: unreadable NIfTI"):
         load("nifti", tmp_path, depth=4)
-    with pytest.raises(DataError, match="volume of 256 pixels exceeds config.data.max_pixels"):
+    with pytest.raises(DataError, match="volume of 256 voxels exceeds config.data.max_pixels"):
         load("nifti", tmp_path, depth=4, max_pixels=255)

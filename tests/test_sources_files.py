@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from medjax.configs import get_base_config
 from medjax.data import SOURCES, load_dataset
@@ -142,6 +142,14 @@ def test_truncated_or_corrupt_images_fail_naming_the_file(tmp_path, name):
     for other in {"a/cut.png", "b/cut.jpg", "b/junk.png"} - {name}:
         (tmp_path / other).unlink()
     with pytest.raises(DataError, match=f"{name}: .*(truncated|corrupt|not a readable)"):
+        load("image_folder", tmp_path)
+
+
+def test_pillows_load_truncated_images_switch_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)  # as some libraries do
+    save(tmp_path / "a" / "x.png", grey(1))
+    save(tmp_path / "b" / "x.png", grey(1))
+    with pytest.raises(DataError, match="LOAD_TRUNCATED_IMAGES is enabled"):
         load("image_folder", tmp_path)
 
 

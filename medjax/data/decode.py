@@ -42,11 +42,11 @@ def is_image_file(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTS)
 
 
-def check_pixels(path: str, pixels: int, max_pixels: int, what: str = "image") -> None:
+def check_pixels(path: str, pixels: int, max_pixels: int, what="image", unit="pixels") -> None:
     """Refuse huge files before decoding them (a small compressed file can expand to GBs)."""
     if pixels > max_pixels:
         raise DataError(
-            f"{path}: {what} of {pixels:,} pixels exceeds config.data.max_pixels={max_pixels:,} "
+            f"{path}: {what} of {pixels:,} {unit} exceeds config.data.max_pixels={max_pixels:,} "
             f"(a guard against decompression bombs); if the file is trusted, raise "
             f"--config.data.max_pixels"
         )
@@ -101,7 +101,7 @@ def image_to_array(im: Image.Image, path: str) -> np.ndarray:
             array = array.astype(np.uint16)
         else:
             array = array.astype(np.float32)
-    elif mode.startswith("I;16"):
+    elif mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         array = array.astype(np.uint16)  # also byte-swaps big-endian I;16B
     elif mode == "F":
         array = array.astype(np.float32)

@@ -43,7 +43,7 @@ def _load(path: str, max_pixels: int) -> np.ndarray:
             f"{path}: a {len(shape)}D NIfTI of shape {shape}; medjax reads 2D images and 3D "
             f"volumes, so extract one 3D volume first (e.g. fslroi, or nibabel's slicer)"
         )
-    check_pixels(path, int(np.prod(shape)), max_pixels, "volume")
+    check_pixels(path, int(np.prod(shape)), max_pixels, "volume", "voxels")
     try:
         return np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as e:  # truncated gzip streams, short files, bad scaling values
