@@ -12,6 +12,18 @@ from medjax.configs import get_base_config
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_in_tmp(tmp_path_factory):
+    """Tests (and the commands they start) cache data in a temporary folder, never ~/.cache."""
+    old = os.environ.get("MEDJAX_CACHE_DIR")
+    os.environ["MEDJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("medjax-cache"))
+    yield
+    if old is None:
+        os.environ.pop("MEDJAX_CACHE_DIR", None)
+    else:
+        os.environ["MEDJAX_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def medmnist_file():
     def find(name: str) -> str:

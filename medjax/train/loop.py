@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax import data as data_lib
+from medjax.data import cache as data_cache
 from medjax.data import imbalance
 from medjax.data.pipeline import preprocess_dataset
 from medjax.data.source import SPLITS
@@ -58,8 +59,12 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
     path = functools.partial(os.path.join, workdir)
 
-    dataset = data_lib.load_dataset(config.data)
-    summary = dataset.summary()
+    def load_and_preprocess():  # skipped when the data cache has the result
+        raw = data_lib.load_dataset(config.data)
+        dataset, fitted_stats = preprocess_dataset(raw, preprocess_fn)
+        return dataset, raw.summary(), fitted_stats
+
+    dataset, summary, fitted_stats = data_cache.load_or_build(config.data, load_and_preprocess)
     if not 0 <= config.eval.positive_class < dataset.num_classes:
         raise ConfigError(
             f"config.eval.positive_class={config.eval.positive_class} is not one of "
@@ -72,7 +77,6 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         )
         + f" ({summary.get('split_method', 'official')})"
     )
-    dataset, fitted_stats = preprocess_dataset(dataset, preprocess_fn)
     train, image_shape = dataset.splits["train"], dataset.image_shape
 
     steps_per_epoch, total_steps, eval_every = schedule_steps(config, len(train))
