@@ -5,16 +5,20 @@
 must be prepared in the ArrayRecord format, which `tfds.data_source` reads by random access
 with NumPy and PIL only; nothing is ever downloaded. Images come from the feature named "image"
 (or the only image feature), labels from "label" (or the only ClassLabel feature), patient ids
-from `config.data.patient_column` when the dataset has such a feature. TFDS's "validation"
-split becomes "val"; splits that are missing are made by `medjax.data.splits.assign`.
+from `config.data.patient_column` when the dataset has such a feature. 2D images are fitted
+to `config.data.image_size` as the file sources do (`medjax.data.decode.fit_image`, by
+`config.data.fit`); volumes (with `config.data.depth` set) must already share one shape. TFDS's
+"validation" split becomes "val"; splits that are missing are made by
+`medjax.data.splits.assign`, and extra splits ("unlabeled", ...) next to official ones are left
+out.
 """
 
 import os
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
+from medjax.data.decode import fit_image
 from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, Split, to_channels
 from medjax.errors import ConfigError, DataError
 
@@ -113,26 +117,6 @@ def _features(features, origin: str, patient_key: str):
                 f"(Image or Tensor of rank >= 2) and the only ClassLabel feature"
             )
     return picked["image"], picked["label"], patient_key if patient_key in features else None
-
-
-def fit_image(image: np.ndarray, size: int, fit: str) -> np.ndarray:
-    """One (H, W, C) image to size x size: "resize" stretches, "pad" keeps the aspect ratio."""
-    if image.shape[:2] == (size, size):
-        return image
-    if image.dtype != np.uint8 or image.shape[-1] not in (1, 3):
-        raise DataError(
-            f"images of {image.shape} {image.dtype} differ from config.data.image_size={size}; "
-            f"medjax resizes only uint8 grey or RGB images. Set --config.data.image_size="
-            f"{image.shape[0]}"
-        )
-    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-    if fit == "pad":
-        side = max(pil.size)
-        square = Image.new(pil.mode, (side, side))
-        square.paste(pil, ((side - pil.size[0]) // 2, (side - pil.size[1]) // 2))
-        pil = square
-    out = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR))
-    return out.reshape(size, size, image.shape[-1])
 
 
 def _read(source, keys, cfg, origin: str, desc: str) -> Split | None:
