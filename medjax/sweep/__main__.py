@@ -1,0 +1,144 @@
+"""Run every configuration a sweep file lists, then summarise them over seeds.
+
+python -m medjax.sweep --config experiments/ablations/NAME.py[:args] --workdir DIR
+    [--dry-run | --parallel N | --emit-commands | --submitit [--submitit-param KEY=VALUE ...]]
+    [--overwrite] [--config.KEY=VALUE ...]
+python -m medjax.sweep --summarize DIR
+
+Each run gets DIR/runs/<its overrides>; starting the same sweep again skips finished runs and
+resumes unfinished ones. DIR/summary.md and DIR/summary.csv hold the results.
+"""
+
+import argparse
+import ast
+import os
+import sys
+
+from medjax.cli import main_guard, split_overrides
+from medjax.errors import ConfigError, TrainingError
+from medjax.sweep import runner
+from medjax.sweep.grid import load_sweep
+from medjax.sweep.summary import write_summary
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m medjax.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="--config.KEY=VALUE overrides apply to every run, before the sweep's own.",
+    )
+    p.add_argument("--config", help="experiments/NAME.py[:args] with get_config and sweep")
+    p.add_argument("--workdir", help="the sweep's folder: runs/, sweep.json, summary.*")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="list the runs and their workdirs")
+    mode.add_argument(
+        "--parallel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N runs at a time, each its own `python -m medjax.run` process "
+        "(GPUs handed out round robin)",
+    )
+    mode.add_argument(
+        "--emit-commands",
+        action="store_true",
+        help="print one shell command per unfinished run, for a scheduler",
+    )
+    mode.add_argument(
+        "--submitit",
+        action="store_true",
+        help="submit one SLURM job per unfinished run through submitit",
+    )
+    mode.add_argument("--summarize", metavar="DIR", help="only (re)write DIR's summary")
+    p.add_argument(
+        "--submitit-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=60",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rerun from scratch the runs whose workdir holds another config",
+    )
+    return p
+
+
+def _submitit_params(items) -> dict:
+    params = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--submitit-param {item!r}: write KEY=VALUE, e.g. timeout_min=60")
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def _report(workdir: str) -> dict:
+    info = write_summary(workdir)
+    line = f"sweep: {info['finished']}/{info['runs']} runs finished"
+    if info["best"] is not None:
+        line += f"; best by validation: {info['best']}"
+    print(f"{line}; {os.path.join(workdir, 'summary.md')}")
+    return info
+
+
+def main(argv):
+    rest, overrides = split_overrides(argv)
+    args = _parser().parse_args(rest)
+    if args.summarize:
+        _report(args.summarize)
+        return
+    if not args.config or not args.workdir:
+        raise ConfigError("pass --config experiments/ablations/NAME.py and --workdir DIR")
+    if args.parallel < 0:
+        raise ConfigError(f"--parallel {args.parallel}: give a number of processes >= 1")
+    sweep = load_sweep(args.config, overrides)  # every run's config checked before any starts
+    workdir = args.workdir
+    if args.dry_run:
+        n_settings = len({r.setting for r in sweep.runs})
+        print(f"{len(sweep.runs)} runs ({n_settings} settings) of {args.config} in {workdir}:")
+        for run in sweep.runs:
+            path = runner.run_dir(workdir, run.name)
+            print(f"  {runner.status_of(path):<11} {path}")
+        return
+    rerun = runner.stale_runs(sweep, workdir, args.overwrite)
+    todo = [
+        r
+        for r in sweep.runs
+        if r.name in rerun or runner.status_of(runner.run_dir(workdir, r.name)) != "finished"
+    ]
+    runner.write_manifest(sweep, workdir, argv)
+    if args.emit_commands:
+        print(f"# {len(todo)} of {len(sweep.runs)} runs unfinished", file=sys.stderr)
+        for line in runner.emit_commands(sweep, workdir, todo, rerun):
+            print(line)
+        return
+    if args.submitit:
+        params = _submitit_params(args.submitit_param)
+        for name, job in runner.submit_submitit(sweep, workdir, todo, rerun, params):
+            print(f"{job} {name}")
+        print(f"when the jobs are done: python -m medjax.sweep --summarize {workdir}")
+        return
+    try:
+        if args.parallel:
+            runner.run_parallel(sweep, workdir, todo, rerun, args.parallel)
+        else:
+            runner.run_sequential(sweep, workdir, todo, rerun)
+    finally:
+        info = _report(workdir)
+    if info["failed"]:
+        names = ", ".join(info["failed_runs"][:3]) + (" ..." if info["failed"] > 3 else "")
+        raise TrainingError(
+            f"{info['failed']} of {info['runs']} runs failed ({names}); their errors are in "
+            f"{os.path.join(workdir, 'summary.md')}. Running the same command again retries them"
+        )
+
+
+if __name__ == "__main__":
+    main_guard(main)
