@@ -76,8 +76,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.rnn_hidden = 128  # cnn_rnn
     c.model.members = ()  # ensemble: names of the backbone models, e.g. ("resnet18", "densenet121")
     c.model.combine = "mean"  # ensemble: mean (of member features) or concat
-    c.model.pretrained = ""  # weights file to start from (a torchvision state_dict .pth)
-    c.model.pretrained_source = "torchvision"
+    # Weights file to start from: a torchvision state_dict (.pth) or a Keras .keras/.h5 file
+    c.model.pretrained = ""
+    c.model.pretrained_source = "torchvision"  # torchvision or keras
+    # Architecture variant: torchvision, or keras (keras.applications' ResNet v1 strides, TF
+    # "SAME" padding, batch-norm epsilons, VGG's channel-last flatten), which Keras weights need
+    c.model.layout = "torchvision"
     # Regexes over parameter paths ("stage1_block0/conv1/kernel") to freeze, with their
     # batch-norm statistics: "^(?!head)" trains only the head.
     c.model.freeze = ()

@@ -11,6 +11,10 @@ head = classifier.
 The small-image stem (3x3 stride-1 conv, no max-pool) keeps all three transition poolings:
 a 28 px input reaches the blocks at 28, 14, 7 and 3 px (8x in all, vs 32x with the ImageNet
 stem), so the last block still sees a 3x3 map.
+
+`config.model.layout = "keras"`: keras.applications' DenseNets are the same network with
+batch-norm epsilon 1.001e-5 (conv1_conv/conv1_bn, conv{b}_block{l}_{0_bn,1_conv,1_bn,2_conv},
+pool{b}_bn/pool{b}_conv, bn, predictions).
 """
 
 from collections.abc import Callable, Sequence
@@ -20,8 +24,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head
-from medjax.models.registry import MODELS, check_input_size, small_stem
+from medjax.models.layers import pooled_head, with_epsilon
+from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 
 class DenseLayer(nn.Module):
@@ -123,6 +127,8 @@ def _densenet(name, block_sizes):
     def build(cfg, num_classes, image_size, act, norm, dtype):
         small = small_stem(cfg, image_size)
         check_input_size(name, image_size, 8 if small else 32)
+        if keras_layout(cfg):
+            norm = with_epsilon(norm, 1.001e-5)
         return DenseNet(num_classes, block_sizes, small, cfg.dropout, act, norm, dtype, cfg.conv)
 
     MODELS.register(name, build)

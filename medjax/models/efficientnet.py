@@ -25,9 +25,16 @@ Weight import: torchvision features.0 -> stem_conv/stem_norm, features[s][j] ->
 stage{s}_block{j} (expand_conv/norm, dw_conv/norm, se/reduce and se/expand, project_conv/norm; for
 Fused-MBConv fused_conv/norm and project_conv/norm), features[-1] -> top_conv/top_norm,
 classifier.1 -> head.
+
+`config.model.layout = "keras"` builds keras.applications' EfficientNetB0..B7: TensorFlow's
+"SAME" padding on the stride-2 convolutions (an even-sized map pads (0, 1) for 3x3, (1, 2) for
+5x5; torch pads k//2 both sides) and batch-norm epsilon 1e-3 in every variant. Its names:
+stem_conv/stem_bn, block{s}{a,b,..}_{expand_conv,expand_bn,dwconv,bn,se_reduce,se_expand,
+project_conv,project_bn}, top_conv/top_bn, predictions. Keras' model also normalises its input
+(Rescaling, Normalization layers); medjax leaves that to config.data.preprocess, and the
+weight import says which normalisation the file's model applied.
 """
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,9 +43,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import BatchNorm, conv_norm_act, pooled_head
+from medjax.models.layers import conv_norm_act, pooled_head, with_epsilon
 from medjax.models.mobilenet import depthwise, make_divisible, small_strides
-from medjax.models.registry import MODELS, check_input_size, small_stem
+from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 # (block, expansion, kernel, stride, input channels, output channels, blocks) per stage.
 B0_STAGES = (
@@ -87,6 +94,7 @@ class MBConv(nn.Module):
     norm: Any
     dtype: Any
     conv_impl: str = "auto"
+    tf_same: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -108,7 +116,9 @@ class MBConv(nn.Module):
                 y = cn(y, self.features, 1, 1, "project", act=False)
         else:
             y = cn(x, expanded, 1, 1, "expand") if expanded != inputs else x
-            y = depthwise(expanded, self.kernel, self.stride, self.dtype, "dw_conv")(y)
+            y = depthwise(expanded, self.kernel, self.stride, self.dtype, "dw_conv", self.tf_same)(
+                y
+            )
             y = self.act(self.norm(name="dw_norm")(y, train)).astype(self.dtype)
             y = y * SqueezeExcite(max(1, inputs // 4), self.act, self.dtype, name="se")(y)
             y = cn(y, self.features, 1, 1, "project", act=False)
@@ -145,10 +155,12 @@ class EfficientNet(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    tf_same: bool = False  # TensorFlow's "SAME" padding on stride-2 convs (Keras' layout)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = conv_norm_act(self, x, "stem", self.stem_features, 3, self.stem_stride, train)
+        stem_stride, tf_same = self.stem_stride, self.tf_same
+        x = conv_norm_act(self, x, "stem", self.stem_features, 3, stem_stride, train, tf_same)
         self.sow("intermediates", "stem", x)
         total = sum(n for *_, n in self.stages)
         index = 0
@@ -165,6 +177,7 @@ class EfficientNet(nn.Module):
                     self.norm,
                     self.dtype,
                     self.conv_impl,
+                    self.tf_same,
                     name=f"stage{i}_block{j}",
                 )(x, train)
                 index += 1
@@ -184,8 +197,9 @@ def _efficientnet(name: str, base: Sequence[tuple], width: float, depth: float, 
     def build(cfg, num_classes, image_size, act, norm, dtype):
         small = small_stem(cfg, image_size)
         check_input_size(name, image_size, 8 if small else 32)
-        if norm is BatchNorm and name in EPS_1E3:
-            norm = functools.partial(BatchNorm, epsilon=1e-3)
+        keras = keras_layout(cfg)
+        if keras or name in EPS_1E3:
+            norm = with_epsilon(norm, 1e-3)
         strides = [row[3] for row in base]
         strides = small_strides(strides) if small else strides
         stages = tuple(
@@ -205,6 +219,7 @@ def _efficientnet(name: str, base: Sequence[tuple], width: float, depth: float, 
             norm=norm,
             dtype=dtype,
             conv_impl=cfg.conv,
+            tf_same=keras,
         )
 
     MODELS.register(name, build)

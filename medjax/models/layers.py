@@ -64,12 +64,48 @@ NORMS.register("layer", LayerNorm)
 NORMS.register("none", Identity)
 
 
-def conv_norm_act(module: nn.Module, x, name: str, features: int, kernel: int, stride: int, train):
+def with_epsilon(norm, epsilon: float):
+    """`norm` with batch-norm epsilon `epsilon` (other normalisations unchanged): pretrained
+    weights reproduce their source's outputs only with the source's epsilon."""
+    return functools.partial(BatchNorm, epsilon=epsilon) if norm is BatchNorm else norm
+
+
+def tf_same_pad(x, kernel: int, stride: int):
+    """NHWC `x` padded as TensorFlow's "SAME" (Keras' padding="same" and correct_pad) pads it:
+    the total padding split with the odd pixel *after*, so a 3x3 stride-2 conv of an even-sized
+    map pads (0, 1), a 5x5 one (1, 2), where torch pads k//2 on both sides."""
+    pads = []
+    for n in x.shape[1:3]:
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads.append((total // 2, total - total // 2))
+    return jnp.pad(x, ((0, 0), *pads, (0, 0)))
+
+
+def conv_norm_act(
+    module: nn.Module,
+    x,
+    name: str,
+    features: int,
+    kernel: int,
+    stride: int,
+    train,
+    tf_same: bool = False,
+):
     """`{name}_conv` (medjax's Conv), `{name}_norm` and the activation, in `module`'s compute
     dtype: the stem and top layers the ResNet, MobileNet and EfficientNet families share. Call
-    it from a compact __call__ of a module with act, norm, dtype and conv_impl fields."""
+    it from a compact __call__ of a module with act, norm, dtype and conv_impl fields.
+    `tf_same`: TensorFlow's asymmetric "SAME" padding (Keras' layout) instead of torch's k//2."""
+    padding = None
+    if tf_same and stride > 1:
+        x, padding = tf_same_pad(x, kernel, stride), 0
     x = Conv(
-        features, kernel, stride, dtype=module.dtype, impl=module.conv_impl, name=f"{name}_conv"
+        features,
+        kernel,
+        stride,
+        padding,
+        dtype=module.dtype,
+        impl=module.conv_impl,
+        name=f"{name}_conv",
     )(x.astype(module.dtype))
     return module.act(module.norm(name=f"{name}_norm")(x, train)).astype(module.dtype)
 

@@ -17,6 +17,10 @@ stage run at stride 1, as in the CIFAR MobileNetV2s, so the network downsamples 
 Weight import: torchvision features.0 -> stem_conv/stem_norm, features.k (k = 1..17) -> the
 blocks stage{s}_block{j} (expand_conv/norm, dw_conv/norm, project_conv/norm), features.18 ->
 top_conv/top_norm, classifier.1 -> head.
+
+`config.model.layout = "keras"` builds keras.applications' MobileNetV2: TensorFlow's "SAME"
+padding on the stride-2 convolutions (for even sizes (0, 1), not torch's (1, 1)) and batch-norm
+epsilon 1e-3; its ReLU6 is config.model.activation = "relu6".
 """
 
 from collections.abc import Callable, Sequence
@@ -27,8 +31,8 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
-from medjax.models.layers import conv_norm_act, pooled_head
-from medjax.models.registry import MODELS, check_input_size, small_stem
+from medjax.models.layers import conv_norm_act, pooled_head, with_epsilon
+from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 # (expansion t, output channels c, blocks n, first stride s) per stage, from the paper's Table 2.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
@@ -47,13 +51,16 @@ def small_strides(strides: Sequence[int]) -> tuple[int, ...]:
     return tuple(1 if i == first else s for i, s in enumerate(strides))
 
 
-def depthwise(features: int, kernel: int, stride: int, dtype, name: str) -> nn.Conv:
-    """A bias-free depthwise kxk convolution with torch's symmetric k//2 padding."""
+def depthwise(
+    features: int, kernel: int, stride: int, dtype, name: str, tf_same: bool = False
+) -> nn.Conv:
+    """A bias-free depthwise kxk convolution with torch's symmetric k//2 padding, or with
+    TensorFlow's "SAME" padding (lax's "SAME" is TF's: the odd pixel after) when `tf_same`."""
     return nn.Conv(
         features,
         (kernel, kernel),
         stride,
-        padding=kernel // 2,
+        padding="SAME" if tf_same else kernel // 2,
         feature_group_count=features,
         use_bias=False,
         dtype=dtype,
@@ -69,6 +76,7 @@ class InvertedResidual(nn.Module):
     norm: Any
     dtype: Any
     conv_impl: str = "auto"
+    tf_same: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool):
@@ -77,7 +85,7 @@ class InvertedResidual(nn.Module):
         if self.expand_ratio != 1:
             y = Conv(hidden, 1, dtype=self.dtype, impl=self.conv_impl, name="expand_conv")(y)
             y = self.act(self.norm(name="expand_norm")(y, train)).astype(self.dtype)
-        y = depthwise(hidden, 3, self.stride, self.dtype, "dw_conv")(y)
+        y = depthwise(hidden, 3, self.stride, self.dtype, "dw_conv", self.tf_same)(y)
         y = self.act(self.norm(name="dw_norm")(y, train)).astype(self.dtype)
         # Linear bottleneck: no activation after the projection.
         y = Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name="project_conv")(y)
@@ -98,10 +106,12 @@ class MobileNetV2(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    tf_same: bool = False  # TensorFlow's "SAME" padding on stride-2 convs (Keras' layout)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = conv_norm_act(self, x, "stem", self.stem_features, 3, self.stem_stride, train)
+        stem_stride, tf_same = self.stem_stride, self.tf_same
+        x = conv_norm_act(self, x, "stem", self.stem_features, 3, stem_stride, train, tf_same)
         self.sow("intermediates", "stem", x)
         for i, (t, c, n, s) in enumerate(self.stages, start=1):
             for j in range(n):
@@ -113,6 +123,7 @@ class MobileNetV2(nn.Module):
                     self.norm,
                     self.dtype,
                     self.conv_impl,
+                    self.tf_same,
                     name=f"stage{i}_block{j}",
                 )(x, train)
             self.sow("intermediates", f"stage{i}", x)
@@ -135,6 +146,7 @@ def mobilenet_v2(cfg, num_classes, image_size, act, norm, dtype):
         (t, make_divisible(c * width), n, s)
         for (t, c, n, _), s in zip(STAGES, strides, strict=True)
     )
+    keras = keras_layout(cfg)
     return MobileNetV2(
         num_classes,
         stem_features=make_divisible(32 * width),
@@ -143,7 +155,8 @@ def mobilenet_v2(cfg, num_classes, image_size, act, norm, dtype):
         top_features=make_divisible(1280 * max(1.0, width)),
         dropout=cfg.dropout,
         act=act,
-        norm=norm,
+        norm=with_epsilon(norm, 1e-3) if keras else norm,
         dtype=dtype,
         conv_impl=cfg.conv,
+        tf_same=keras,
     )

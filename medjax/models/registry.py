@@ -10,6 +10,7 @@ MODELS = Registry("model", "config.model.name")
 def build_model(model_config, num_classes: int, image_size: int):
     """Instantiate `config.model.name` with its activation, norm and dtype looked up by name."""
     factory = MODELS.get(model_config.name)
+    keras_layout(model_config)  # a misspelt layout fails for every model, not only those using it
     if model_config.dtype not in DTYPES:
         raise ConfigError(
             f"unknown dtype {model_config.dtype!r} in config.model.dtype; valid: {', '.join(DTYPES)}"
@@ -39,3 +40,18 @@ def check_input_size(name: str, image_size: int, downsampling: int, min_final: i
             f"nothing; use a larger config.data.image_size (>= {downsampling * min_final}) or a "
             f"small-image stem (config.model.stem='small')"
         )
+
+
+LAYOUTS = ("torchvision", "keras")
+
+
+def keras_layout(cfg) -> bool:
+    """Whether `config.model.layout` asks for keras.applications' variant of the architecture
+    (ResNet v1 strides, TF "SAME" padding, Keras' batch-norm epsilons, VGG's channel-last
+    flatten) instead of torchvision's, the default. Only weights imported from Keras need it."""
+    layout = cfg.get("layout", "torchvision")
+    if layout not in LAYOUTS:
+        raise ConfigError(
+            f"config.model.layout must be one of {', '.join(LAYOUTS)}, not {layout!r}"
+        )
+    return layout == "keras"

@@ -14,8 +14,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import conv_norm_act, pooled_head
-from medjax.models.registry import MODELS, check_input_size, small_stem
+from medjax.models.layers import conv_norm_act, pooled_head, with_epsilon
+from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 
 class BasicBlock(nn.Module):
@@ -80,8 +80,12 @@ def register_resnet(name, stage_sizes, block=BasicBlock):
     def build(cfg, num_classes, image_size, act, norm, dtype):
         small = small_stem(cfg, image_size)
         check_input_size(name, image_size, 8 if small else 32)
+        chosen = block
+        if keras_layout(cfg):  # keras.applications' ResNet v1 (resnet_bottleneck.py)
+            norm = with_epsilon(norm, 1.001e-5)
+            chosen = functools.partial(block, v1=True) if block is not BasicBlock else block
         return ResNet(
-            num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype, cfg.conv, block
+            num_classes, stage_sizes, small, cfg.dropout, act, norm, dtype, cfg.conv, chosen
         )
 
     MODELS.register(name, build)

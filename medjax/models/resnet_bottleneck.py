@@ -4,6 +4,12 @@ v1.5 puts a downsampling block's stride on its 3x3 convolution, not on the first
 original paper's v1), as torchvision and most later work do: slightly more accurate, and the
 layout pretrained torchvision weights need. Stem, stages, feature names and the small-image
 stem are ResNet-18/34's (medjax/models/resnet.py); only the block differs.
+
+`config.model.layout = "keras"` builds keras.applications' ResNet50/101 instead: v1 (the stride
+on conv1 and proj, both 1x1) with batch-norm epsilon 1.001e-5. Keras' convolutions also have
+biases; each is followed by a batch norm, which cancels a bias in training and absorbs it into
+its moving mean in inference, so the weight import folds them there and the parameters stay
+torchvision's.
 """
 
 import functools
@@ -28,13 +34,15 @@ class Bottleneck(nn.Module):
     norm: Any
     dtype: Any
     conv_impl: str = "auto"
+    v1: bool = False  # the stride on conv1 (the original paper's and Keras') instead of conv2
 
     @nn.compact
     def __call__(self, x, train: bool):
         conv = functools.partial(Conv, dtype=self.dtype, impl=self.conv_impl)
         out = self.features * EXPANSION
-        y = self.act(self.norm(name="norm1")(conv(self.features, 1, 1, name="conv1")(x), train))
-        y = conv(self.features, 3, self.stride, name="conv2")(y)
+        s1, s2 = (self.stride, 1) if self.v1 else (1, self.stride)
+        y = self.act(self.norm(name="norm1")(conv(self.features, 1, s1, name="conv1")(x), train))
+        y = conv(self.features, 3, s2, name="conv2")(y)
         y = self.act(self.norm(name="norm2")(y, train))
         y = self.norm(name="norm3")(conv(out, 1, 1, name="conv3")(y), train)
         if self.stride != 1 or x.shape[-1] != out:

@@ -18,6 +18,9 @@ is `config.model.activation` (ReLU in the paper), the classifier dropout `config
 Weight import: `stage{s}_conv{i}` is torchvision's i-th conv of stage s, `stage{s}_norm{i}` its
 BatchNorm, `fc1`/`fc2`/`head` are classifier.0/3/6; the adaptive-pool output is flattened in
 channel-first order, as torch's, so fc1's kernel is torch's weight transposed.
+`config.model.layout = "keras"` builds keras.applications' VGG16/19 head instead: the last
+map flattened as it is, channel-last (Keras' Flatten), with no adaptive pool, so fc1 takes
+H/32 * W/32 * 512 inputs (25088 at 224 px, Keras' ImageNet size).
 """
 
 from collections.abc import Callable, Sequence
@@ -28,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.models.layers import Identity
-from medjax.models.registry import MODELS, check_input_size, small_stem
+from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 # Convolution widths per stage (torchvision's cfgs "A", "D", "E"); a max-pool ends each stage.
 STAGES = {
@@ -87,6 +90,7 @@ class VGG(nn.Module):
     act: Callable
     norm: Any
     dtype: Any = jnp.float32
+    keras_flatten: bool = False  # Keras' channel-last Flatten of the last map, no adaptive pool
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -102,6 +106,8 @@ class VGG(nn.Module):
         x = x.astype(jnp.float32)
         if self.small:
             x = jnp.mean(x, axis=(1, 2))
+        elif self.keras_flatten:
+            x = x.reshape(x.shape[0], -1)
         else:  # channel-first flatten, as torch.flatten of an NCHW map
             x = adaptive_avg_pool(x, 7).transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
         self.sow("intermediates", "pooled", x)
@@ -115,9 +121,8 @@ def _vgg(name: str, batch_norm: bool):
     def build(cfg, num_classes, image_size, act, norm, dtype):
         small = small_stem(cfg, image_size)
         check_input_size(name, image_size, 2 ** (SMALL_POOLS if small else len(stages)))
-        return VGG(
-            num_classes, stages, small, cfg.dropout, act, norm if batch_norm else Identity, dtype
-        )
+        norm = norm if batch_norm else Identity
+        return VGG(num_classes, stages, small, cfg.dropout, act, norm, dtype, keras_layout(cfg))
 
     MODELS.register(name, build)
 
