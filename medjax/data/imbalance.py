@@ -43,21 +43,29 @@ class _BalancedEpochs:
     def __init__(self, labels: np.ndarray, seed: int):
         self.n, self.seed = len(labels), seed
         self.by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-        self._cached = (-1, None)
+        # Grain reads ahead from several threads, which straddle epoch boundaries: keep the
+        # last few epochs, and never read the cache twice (a draw is pure, so a race only
+        # repeats work)
+        self._cache: dict[int, np.ndarray] = {}
 
     def epoch(self, e: int) -> np.ndarray:
-        if self._cached[0] != e:
-            rng = np.random.default_rng([self.seed, e])
-            k = len(self.by_class)
-            quota = np.full(k, self.n // k)
-            quota[rng.permutation(k)[: self.n % k]] += 1  # the remainder, to random classes
-            draws = []
-            for members, q in zip(self.by_class, quota, strict=True):
-                # whole shuffled passes over the class, so repeats are as even as possible
-                reps = -(-q // len(members))
-                draws.append(np.concatenate([rng.permutation(members) for _ in range(reps)])[:q])
-            self._cached = (e, rng.permutation(np.concatenate(draws)))
-        return self._cached[1]
+        draw = self._cache.get(e)
+        if draw is None:
+            draw = self._draw(e)
+            self._cache = {**{k: v for k, v in self._cache.items() if k >= e - 2}, e: draw}
+        return draw
+
+    def _draw(self, e: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, e])
+        k = len(self.by_class)
+        quota = np.full(k, self.n // k)
+        quota[rng.permutation(k)[: self.n % k]] += 1  # the remainder, to random classes
+        draws = []
+        for members, q in zip(self.by_class, quota, strict=True):
+            # whole shuffled passes over the class, so repeats are as even as possible
+            reps = -(-q // len(members))
+            draws.append(np.concatenate([rng.permutation(members) for _ in range(reps)])[:q])
+        return rng.permutation(np.concatenate(draws))
 
     def __call__(self, index: int, _) -> int:
         e, i = divmod(index, self.n)
