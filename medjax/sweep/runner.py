@@ -47,19 +47,17 @@ def status_of(path: str) -> str:
     return "interrupted" if os.path.isdir(ckpts) and os.listdir(ckpts) else "pending"
 
 
-def record_failure(path: str, error: BaseException) -> str:
+def record_failure(path: str, error: BaseException | str) -> str:
+    """Write failed.json; `error` is an exception, or the message a subprocess left."""
     os.makedirs(path, exist_ok=True)
-    message = str(error) or type(error).__name__
-    if not isinstance(error, MedjaxError):  # a crash, not a user error: keep where it happened
-        message = f"{type(error).__name__}: {message}"
-    wd.write_json(
-        os.path.join(path, FAILED),
-        {
-            "error": message,
-            "type": type(error).__name__,
-            "traceback": "".join(traceback.format_exception(error)[-6:]),
-        },
-    )
+    if isinstance(error, str):
+        message, kind, trace = error, "subprocess", ""
+    else:
+        message, kind = str(error) or type(error).__name__, type(error).__name__
+        if not isinstance(error, MedjaxError):  # a crash, not a user error: say what kind
+            message = f"{kind}: {message}"
+        trace = "".join(traceback.format_exception(error)[-6:])
+    wd.write_json(os.path.join(path, FAILED), {"error": message, "type": kind, "traceback": trace})
     return message
 
 
@@ -303,7 +301,7 @@ def run_parallel(sweep, workdir: str, todo: list, rerun: set, processes: int) ->
                             f"sweep: {run.name} finished ({time.perf_counter() - start:.0f} s)"
                         )
                     else:
-                        error = RuntimeError(error_from_log(os.path.join(path, LOG)))
+                        error = error_from_log(os.path.join(path, LOG))
                         tqdm.write(f"sweep: {run.name} failed: {record_failure(path, error)}")
                     bar.update(1)
                 if not done:
