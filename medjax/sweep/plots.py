@@ -100,7 +100,12 @@ def curves(path: str, groups: list, keys: list, which: str, ylabel: str) -> bool
         for g in groups:
             if panel_of(g) != panel:
                 continue
-            runs = [r["curves"][which] for r in g["records"] if r["curves"][which]]
+            # finished runs only, as in the tables: a partial curve would cut the band short
+            runs = [
+                r["curves"][which]
+                for r in g["records"]
+                if r["status"] == "finished" and r["curves"][which]
+            ]
             steps, mean, sd = _band(runs)
             if not len(steps):
                 continue
