@@ -177,7 +177,9 @@ def run_sequential(sweep, workdir: str, todo: list, rerun: set) -> None:
     with compilation_cache(workdir), _bar(sweep, todo) as bar:
         for run in todo:
             path = run_dir(workdir, run.name)
-            verb = "resumes" if status_of(path) == "interrupted" else "starts"
+            ckpts = os.path.join(path, "checkpoints")
+            resumes = os.path.isdir(ckpts) and os.listdir(ckpts) and run.name not in rerun
+            verb = "resumes" if resumes else "starts"
             tqdm.write(f"sweep: {run.name} {verb} ({path})")
             clear_failure(path)
             try:
