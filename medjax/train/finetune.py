@@ -90,7 +90,11 @@ def load_into_state(state, config, tx, sharding):
 
     like = {"params": state.params, "batch_stats": state.batch_stats}
     variables, notes = load_pretrained(
-        config.model.pretrained, config.model.name, like, source=config.model.pretrained_source
+        config.model.pretrained,
+        config.model.name,
+        like,
+        source=config.model.pretrained_source,
+        layout=config.model.layout,
     )
     for note in notes:
         print(f"pretrained: {note}")

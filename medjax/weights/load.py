@@ -1,20 +1,62 @@
 """Place pretrained weights from a user's file into a medjax model's variables."""
 
+from dataclasses import dataclass, field
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
 from medjax.errors import ConfigError
-from medjax.weights import torchvision
+from medjax.weights import keras_apps, torchvision
+from medjax.weights.keras_file import read_keras_file
 from medjax.weights.torch_file import find_state_dict, read_torch_file
+from medjax.weights.torchvision import Family
 
 COLLECTIONS = ("params", "batch_stats")
-SOURCES = ("torchvision",)
-LAYOUT_FIX = (
-    " torchvision's weights need its layout: config.model.stem = 'imagenet' (at <= 64 px the"
-    " default 'auto' picks the small-image stem) and the default width_multiplier 1.0."
-)
+SOURCES = ("torchvision", "keras")
+LAYOUT_FIX = {
+    "torchvision": " torchvision's weights need its layout: config.model.stem = 'imagenet' (at"
+    " <= 64 px the default 'auto' picks the small-image stem) and the default width_multiplier"
+    " 1.0.",
+    "keras": " Keras' weights need its layout: config.model.layout = 'keras',"
+    " config.model.stem = 'imagenet' (at <= 64 px the default 'auto' picks the small-image"
+    " stem) and the default width_multiplier 1.0.",
+}
+
+
+@dataclass
+class Imported:
+    """A weights file in medjax's names, before it is checked against the model."""
+
+    variables: dict  # {'params': ..., 'batch_stats': ...}, nested
+    family: Family
+    unused: list  # the file's tensors (torchvision) or layers (Keras) that no variable took
+    what: str  # the file's model, "torchvision's resnet18"
+    hint: str  # " It looks like ... weights: set config.model.name = ..." or ""
+    source: str
+    notes: list = field(default_factory=list)
+
+
+def _torchvision(path: str, model_name: str) -> Imported:
+    family = torchvision.family(model_name)
+    sd = find_state_dict(read_torch_file(path), path)
+    converted, used = torchvision.convert(sd, model_name)
+    unused = [k for k in sd if k not in used and not k.endswith("num_batches_tracked")]
+    what = f"tensors torchvision's {model_name}"
+    return Imported(
+        converted, family, unused, what, torchvision.hint(sd, model_name), "torchvision"
+    )
+
+
+def _keras(path: str, model_name: str) -> Imported:
+    family = keras_apps.family(model_name)
+    weights = read_keras_file(path)
+    converted, used, notes = keras_apps.convert(weights, model_name)
+    unused = [k for k in weights.layers if k not in used]
+    what = f"layers Keras' {keras_apps.KERAS_NAMES[model_name]}"
+    hint = keras_apps.hint(weights, model_name)
+    return Imported(converted, family, unused, what, hint, "keras", notes)
 
 
 def _first(items, n: int = 3) -> str:
@@ -24,20 +66,29 @@ def _first(items, n: int = 3) -> str:
 
 
 def load_pretrained(
-    path: str, model_name: str, like: dict, source: str = "torchvision"
+    path: str,
+    model_name: str,
+    like: dict,
+    source: str = "torchvision",
+    layout: str | None = None,
 ) -> tuple[dict, list[str]]:
     """The variables `like` (a freshly initialised medjax model's, {'params', 'batch_stats'})
     with every tensor taken from the weights file `path`, and notes on what was adapted.
 
-    `path` is a `torch.save` file of a torchvision model's state dict (or of a checkpoint dict
-    wrapping one under 'state_dict' or 'model'); it is read without torch and without running
-    any pickled code (medjax.weights.torch_file). `model_name` is config.model.name. Every
-    tensor of the file must fill one variable of the model and every variable must be filled,
-    with two exceptions, each reported in the notes (`like` may be abstract, from
-    jax.eval_shape, unless the head is kept from it):
+    `source` "torchvision": `path` is a `torch.save` file of a torchvision model's state dict
+    (or of a checkpoint dict wrapping one under 'state_dict' or 'model'); it is read without
+    torch and without running any pickled code (medjax.weights.torch_file).
+    `source` "keras": `path` is a keras.applications model saved by Keras (`.keras`, `.h5`,
+    `.weights.h5`), read with h5py alone (medjax.weights.keras_file); the model must be built
+    with config.model.layout = "keras" (medjax.weights.keras_apps).
+    `layout` is config.model.layout, checked against the source when given. `model_name` is
+    config.model.name. Every tensor of the file must fill one variable of the model and every
+    variable must be filled, with these exceptions, each reported in the notes (`like` may be
+    abstract, from jax.eval_shape, unless the head is kept from it):
 
     * The classifier head keeps its fresh initialisation from `like` when its shape differs
-      from the file's (a different number of classes).
+      from the file's (a different number of classes) or the file has none (a Keras model
+      saved with include_top=False).
     * A 1-channel first convolution takes the *sum* of the file's RGB kernel over its input
       channels: an RGB network shown a gray image replicated into three channels computes
       sum_c w_c * x = (sum_c w_c) * x, so the summed kernel reproduces that response exactly
@@ -50,21 +101,32 @@ def load_pretrained(
     tells, the model it holds).
     """
     if source not in SOURCES:
-        raise ConfigError(f"unknown pretrained-weights source {source!r}; valid: {SOURCES}")
-    family = torchvision.family(model_name)
-    sd = find_state_dict(read_torch_file(path), path)
-    converted, used = torchvision.convert(sd, model_name)
-    problem = f"the weights in {path} do not fit model {model_name!r}: "
-
-    unused = [k for k in sd if k not in used and not k.endswith("num_batches_tracked")]
-    if unused:
         raise ConfigError(
-            f"{problem}the file has tensors torchvision's {model_name} lacks: {_first(unused)}."
-            f"{torchvision.hint(sd, model_name)}"
+            f"unknown pretrained-weights source {source!r} in config.model.pretrained_source; "
+            f"valid: {', '.join(SOURCES)}"
+        )
+    if layout is not None and layout != source:
+        raise ConfigError(
+            f"{source} weights need the model in {source}'s layout, but config.model.layout "
+            f"is {layout!r}: set config.model.layout = {source!r}"
+        )
+    imported = (_torchvision if source == "torchvision" else _keras)(path, model_name)
+    return place(imported, like, path, model_name)
+
+
+def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[dict, list[str]]:
+    """`like` filled from `imported`, after checking that they fit (see load_pretrained)."""
+    family, hint = imported.family, imported.hint
+    problem = f"the weights in {path} do not fit model {model_name!r}: "
+    if imported.unused:
+        raise ConfigError(
+            f"{problem}the file has {imported.what} lacks: {_first(imported.unused)}.{hint}"
         )
     flat_like = traverse_util.flatten_dict({c: like[c] for c in COLLECTIONS if c in like})
-    flat_file = traverse_util.flatten_dict(converted)
-    missing = [p for p in flat_like if p not in flat_file]
+    flat_file = traverse_util.flatten_dict(imported.variables)
+    head = [p for p in flat_like if p[0] == "params" and p[1 : 1 + len(family.head)] == family.head]
+    headless = all(p not in flat_file for p in head)
+    missing = [p for p in flat_like if p not in flat_file and not (headless and p in head)]
     unexpected = [p for p in flat_file if p not in flat_like]
     if missing or unexpected:
         parts = []
@@ -72,17 +134,22 @@ def load_pretrained(
             parts.append(f"the model's {_first(missing)} not in the file")
         if unexpected:
             parts.append(f"the file's {_first(unexpected)} not in the model")
-        fix = torchvision.hint(sd, model_name)
+        fix = hint
         if any(name in p[-2] for p in missing for name in ("GroupNorm", "LayerNorm")):
-            fix += " torchvision's models use batch norm: set config.model.norm = 'batch'."
+            fix += f" {imported.source}'s models use batch norm: set config.model.norm = 'batch'."
         raise ConfigError(f"{problem}{'; '.join(parts)}.{fix}")
 
     notes, out = [], dict(flat_like)
     if family.note:
         notes.append(family.note)
-    head = [p for p in flat_like if p[0] == "params" and p[1 : 1 + len(family.head)] == family.head]
-    if any(np.shape(flat_file[p]) != np.shape(flat_like[p]) for p in head):
-        kernel = ("params", *family.head, "kernel")
+    notes.extend(imported.notes)
+    kernel = ("params", *family.head, "kernel")
+    if headless:
+        notes.append(
+            f"head {'/'.join(family.head)} freshly initialised: the file has no classifier"
+        )
+        head_kept = set(head)
+    elif any(np.shape(flat_file[p]) != np.shape(flat_like[p]) for p in head):
         notes.append(
             f"head {'/'.join(family.head)} re-initialised: the file's classifier has "
             f"{np.shape(flat_file[kernel])[-1]} classes, the model {np.shape(flat_like[kernel])[-1]}"
@@ -99,9 +166,11 @@ def load_pretrained(
             "1-channel input (the pretrained response to the gray image replicated to RGB)"
         )
 
+    # In the file's order (the converters walk the network from the stem), so the first
+    # mismatch named is the earliest layer, not the alphabetically first.
     mismatched = [
         p
-        for p in flat_like
+        for p in flat_file
         if p not in head_kept and np.shape(flat_file[p]) != np.shape(flat_like[p])
     ]
     if mismatched:
@@ -109,7 +178,7 @@ def load_pretrained(
         raise ConfigError(
             f"{problem}{'/'.join(p)} has shape {np.shape(flat_like[p])} in the model but "
             f"{np.shape(flat_file[p])} in the file ({len(mismatched)} mismatching in all)."
-            f"{torchvision.hint(sd, model_name) or LAYOUT_FIX}"
+            f"{hint or LAYOUT_FIX[imported.source]}"
         )
     if any(isinstance(flat_like[p], jax.ShapeDtypeStruct) for p in head_kept):
         raise ValueError(
