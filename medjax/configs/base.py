@@ -14,6 +14,9 @@ from medjax.errors import ConfigError
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    # Keys whose values may differ between runs trained together in one compiled program
+    # (medjax.train.vectorize): ("seed",) lets a sweep stack its seeds.
+    c.vectorize = ()
 
     c.data = ml_collections.ConfigDict()
     # phantom, medmnist, image_folder, csv, dicom, nifti, tfds (medjax.data.SOURCES)

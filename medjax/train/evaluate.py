@@ -10,7 +10,8 @@ from medjax.train.sharding import to_global
 
 
 def predict(eval_step, state, split, batch_size: int, sharding, desc: str = "eval") -> np.ndarray:
-    """Class probabilities (N, K) for every example of `split`, padding masked out."""
+    """Class probabilities (N, classes) for every example of `split`, padding masked out; with a
+    vectorized eval step (K runs stacked), (K, N, classes)."""
     out = []
     total = -(-len(split) // batch_size)
     for images, _, mask in tqdm(
@@ -22,23 +23,36 @@ def predict(eval_step, state, split, batch_size: int, sharding, desc: str = "eva
         disable=total < 4,  # a bar for a split that takes a moment only clutters the log
     ):
         probs = eval_step(state, to_global(images, sharding))
-        out.append(np.asarray(probs)[mask])
-    return np.concatenate(out)
+        out.append(np.asarray(probs)[..., mask, :])
+    return np.concatenate(out, axis=-2)
 
 
-def evaluate(eval_step, state, split, config, num_classes, sharding, desc="eval", bootstrap=0):
-    probs = predict(eval_step, state, split, config.eval.batch_size, sharding, desc)
+def evaluate_runs(
+    eval_step, state, split, configs, num_classes, sharding, desc="eval", bootstrap=0
+) -> list[dict]:
+    """Metrics of each run in `state` (one per config: a single state, or K stacked ones)."""
+    probs = predict(eval_step, state, split, configs[0].eval.batch_size, sharding, desc)
+    probs = probs.reshape(len(configs), *probs.shape[-2:])
     if not np.isfinite(probs).all():
         raise TrainingError(
             f"the model's {desc} predictions are not finite (training diverged; the last good "
             f"checkpoint is kept); lower "
             f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm"
         )
-    return classification_metrics(
-        split.labels,
-        probs,
-        num_classes,
-        config.eval.positive_class,
-        bootstrap=bootstrap,
-        seed=config.seed,
-    )
+    return [
+        classification_metrics(
+            split.labels,
+            p,
+            num_classes,
+            config.eval.positive_class,
+            bootstrap=bootstrap,
+            seed=config.seed,
+        )
+        for config, p in zip(configs, probs, strict=True)
+    ]
+
+
+def evaluate(eval_step, state, split, config, num_classes, sharding, desc="eval", bootstrap=0):
+    return evaluate_runs(eval_step, state, split, [config], num_classes, sharding, desc, bootstrap)[
+        0
+    ]

@@ -1,5 +1,6 @@
 """The whole experiment: data -> model -> compiled training with checkpoints -> test results."""
 
+import dataclasses
 import functools
 import math
 import os
@@ -18,10 +19,10 @@ from medjax.errors import ConfigError, TrainingError
 from medjax.models import build_model
 from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.report import run_card
-from medjax.train import finetune, losses, sharding
+from medjax.train import finetune, losses, sharding, vectorize
 from medjax.train import workdir as wd
 from medjax.train.checkpoint import Checkpoints
-from medjax.train.evaluate import evaluate
+from medjax.train.evaluate import evaluate_runs
 from medjax.train.optimizers import build_optimizer
 from medjax.train.steps import init_state, jit_steps
 from medjax.train.validate import validate
@@ -45,19 +46,44 @@ def schedule_steps(config, num_train: int):
     return steps_per_epoch, total, eval_every
 
 
+@dataclasses.dataclass
+class Run:
+    """One run's own files and progress; several share one program when vectorized."""
+
+    config: object
+    workdir: str
+    ckpts: Checkpoints = None
+    batches: object = None
+    last_val: dict = dataclasses.field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.workdir, name)
+
+
 def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_step: int = 0):
     """Train, checkpoint and evaluate `config` in `workdir`; returns the results dict.
 
     `stop_at_step` ends training early after checkpointing, as an interruption would; running
     again on the same workdir resumes from the latest checkpoint.
     """
+    return train_and_evaluate_runs([config], [workdir], overwrite, stop_at_step)[0]
+
+
+def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: int = 0):
+    """train_and_evaluate for K runs at once: with K > 1 they differ only in the keys of
+    config.vectorize and train stacked in one program (medjax.train.vectorize), each writing
+    its own workdir as a lone run would. Returns the K results dicts."""
     wall_start = time.perf_counter()
-    validate(config)
+    for c in configs:
+        validate(c)
+    config = configs[0]  # everything but the vectorized keys is shared
+    vectorized = vectorize.check(configs)
+    group = vectorize.Runs(len(configs), vectorized)
+    runs = [Run(c, w) for c, w in zip(configs, workdirs, strict=True)]
     preprocess_fn, augment_fn, mix_fn = build_pipeline_fns(config)
     mesh = sharding.make_mesh()
     sharding.check_batch_size("config.train.batch_size", config.train.batch_size, mesh)
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
-    path = functools.partial(os.path.join, workdir)
 
     def load_and_preprocess():  # skipped when the data cache has the result
         raw = data_lib.load_dataset(config.data)
@@ -99,43 +125,47 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     )
     loss_fn = losses.build_loss(config.loss, weights)
     repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    state = jax.jit(
-        lambda: init_state(model, tx, image_shape, config.seed, ema=config.train.ema_decay > 0),
-        out_shardings=repl,
-    )()
+    init = functools.partial(init_state, model, tx, image_shape, ema=config.train.ema_decay > 0)
+    seeds = np.array([c.seed for c in configs], np.int32)
+    if vectorized:
+        state = jax.jit(jax.vmap(init), out_shardings=repl)(seeds)
+    else:
+        state = jax.jit(lambda: init(config.seed), out_shardings=repl)()
     if config.model.pretrained:
         state = finetune.load_into_state(state, config, tx, repl)
-    # Only now, with every config error ruled out, does the run claim its workdir.
-    resuming = wd.prepare(workdir, config, overwrite)
-    wd.write_json(
-        path("data_summary.json"),
-        {
-            "origin": dataset.origin,
-            "class_names": dataset.class_names,
-            **summary,
-            "preprocess": list(config.data.preprocess),
-            "fitted_on_train": fitted_stats,
-        },
-    )
-
-    ckpts = Checkpoints(
-        path("checkpoints"),
-        config.train.keep_checkpoints,
-        config.train.select_metric,
-        config.train.select_mode,
-    )
-    batches = iter(
-        imbalance.index_dataset(
-            config.data.sampler, train.labels, config.train.batch_size, config.seed
+    # Only now, with every config error ruled out, does each run claim its workdir.
+    resuming = [wd.prepare(r.workdir, r.config, overwrite) for r in runs]
+    for r in runs:
+        wd.write_json(
+            r.path("data_summary.json"),
+            {
+                "origin": dataset.origin,
+                "class_names": dataset.class_names,
+                **summary,
+                "preprocess": list(config.data.preprocess),
+                "fitted_on_train": fitted_stats,
+            },
         )
-    )
-    start = ckpts.latest_step() or 0
+        r.ckpts = Checkpoints(
+            r.path("checkpoints"),
+            config.train.keep_checkpoints,
+            config.train.select_metric,
+            config.train.select_mode,
+        )
+        r.batches = iter(
+            imbalance.index_dataset(
+                config.data.sampler, train.labels, config.train.batch_size, r.config.seed
+            )
+        )
+    start = _common_latest_step(runs)
     if start:
-        state, data_state = ckpts.restore(start, state)
-        batches.set_state(data_state)
-        print(f"resuming {workdir} from step {start}")
-    elif resuming:
-        print(f"{workdir}: same config, no checkpoint yet; starting from step 0")
+        restored = [r.ckpts.restore(start, group.take(state, i)) for i, r in enumerate(runs)]
+        state = group.stack([s for s, _ in restored], repl)
+        for r, (_, data_state) in zip(runs, restored, strict=True):
+            r.batches.set_state(data_state)
+        print(f"resuming {', '.join(workdirs)} from step {start}")
+    elif any(resuming):
+        print(f"{', '.join(workdirs)}: same config, no checkpoint yet; starting from step 0")
 
     train_step, eval_step = jit_steps(
         model,
@@ -147,14 +177,28 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
         flip_tta=config.eval.flip_tta,
         mix_fn=mix_fn,
         freeze=tuple(config.model.freeze),
+        vectorized=vectorized,
+    )
+    train_batch_sharding = (
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
+        if vectorized
+        else batch_sharding
     )
 
     def next_batch():
-        idx = next(batches)
+        idx = [next(r.batches) for r in runs]
         return (
-            sharding.to_global(train.images[idx], batch_sharding),
-            sharding.to_global(train.labels[idx], batch_sharding),
+            sharding.to_global(group.batch([train.images[i] for i in idx]), train_batch_sharding),
+            sharding.to_global(group.batch([train.labels[i] for i in idx]), train_batch_sharding),
         )
+
+    def save_all(step, state, val_rows):
+        for i, (r, val) in enumerate(zip(runs, val_rows, strict=True)):
+            r.ckpts.save(step, group.take(state, i), r.batches.get_state(), val)
+
+    def close_all():
+        for r in runs:
+            r.ckpts.close()
 
     t = time.perf_counter()
     images, labels = next_batch()
@@ -162,17 +206,17 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
     compile_s = time.perf_counter() - t
 
     def val_metrics(step):
-        return evaluate(
+        return evaluate_runs(
             eval_step,
             state,
             dataset.splits["val"],
-            config,
+            configs,
             dataset.num_classes,
             batch_sharding,
             desc=f"val @ {step}",
         )
 
-    metrics_path, last_val = path("metrics.jsonl"), {}
+    metric = config.train.select_metric
     seen_images, train_seconds = 0, 0.0
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     step, interval_start, interval_steps = start, time.perf_counter(), 0
@@ -183,96 +227,121 @@ def train_and_evaluate(config, workdir: str, overwrite: bool = False, stop_at_st
             interval_steps += 1
             bar.update(1)
             if step == stop_at_step and step < total_steps:
-                ckpts.save(step, state, batches.get_state(), {})
+                save_all(step, state, [{}] * len(runs))
                 break
             is_last = step == total_steps
             if not is_last:
                 images, labels = next_batch()  # overlaps host work with the device step
             if step % config.train.log_every_steps == 0 or step % eval_every == 0 or is_last:
-                metrics, skipped = jax.device_get((metrics, state.skipped))
+                rows = group.rows((metrics, state.skipped))
                 elapsed = time.perf_counter() - interval_start
-                rate = interval_steps * config.train.batch_size / elapsed
-                seen_images += interval_steps * config.train.batch_size
+                rate = interval_steps * config.train.batch_size * len(runs) / elapsed
+                seen_images += interval_steps * config.train.batch_size * len(runs)
                 train_seconds += elapsed
-                if skipped or not np.isfinite(metrics["loss"]):
-                    ckpts.close()
-                    raise TrainingError(
-                        f"the loss stopped being finite by step {step}; the last good checkpoint "
-                        f"(step {ckpts.latest_step()}) is kept. Lower "
-                        f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm"
-                    )
-                line = {
-                    "step": step,
-                    "epoch": round(step / steps_per_epoch, 3),
-                    "loss": float(metrics["loss"]),
-                    "accuracy": float(metrics["accuracy"]),
-                    "grad_norm": float(metrics["grad_norm"]),
-                    "learning_rate": float(schedule(step - 1)),
-                    "images_per_s": round(rate, 1),
-                }
-                wd.append_jsonl(metrics_path, line)
-                bar.set_postfix(loss=f"{line['loss']:.4f}", img_s=f"{rate:.0f}", **last_val)
-                if step % eval_every == 0 or is_last:
-                    val = val_metrics(step)
+                for r, (m, skipped) in zip(runs, rows, strict=True):
+                    if skipped or not np.isfinite(m["loss"]):
+                        close_all()
+                        raise TrainingError(
+                            f"{r.workdir}: the loss stopped being finite by step {step}; the last "
+                            f"good checkpoint (step {r.ckpts.latest_step()}) is kept. Lower "
+                            f"config.optimizer.learning_rate or set "
+                            f"config.optimizer.grad_clip_norm"
+                        )
                     wd.append_jsonl(
-                        metrics_path,
+                        r.path("metrics.jsonl"),
                         {
                             "step": step,
-                            "split": "val",
-                            **{k: v for k, v in val.items() if isinstance(v, int | float)},
+                            "epoch": round(step / steps_per_epoch, 3),
+                            "loss": float(m["loss"]),
+                            "accuracy": float(m["accuracy"]),
+                            "grad_norm": float(m["grad_norm"]),
+                            "learning_rate": float(schedule(step - 1)),
+                            "images_per_s": round(rate / len(runs), 1),
                         },
                     )
-                    last_val = {
-                        f"val_{config.train.select_metric}": f"{val.get(config.train.select_metric, float('nan')):.3f}"
-                    }
-                    ckpts.save(step, state, batches.get_state(), val)
+                loss = float(np.mean([m["loss"] for m, _ in rows]))
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.0f}", **runs[0].last_val)
+                if step % eval_every == 0 or is_last:
+                    vals = val_metrics(step)
+                    for r, val in zip(runs, vals, strict=True):
+                        wd.append_jsonl(
+                            r.path("metrics.jsonl"),
+                            {
+                                "step": step,
+                                "split": "val",
+                                **{k: v for k, v in val.items() if isinstance(v, int | float)},
+                            },
+                        )
+                        r.last_val = {f"val_{metric}": f"{val.get(metric, float('nan')):.3f}"}
+                    save_all(step, state, vals)
                 interval_start, interval_steps = time.perf_counter(), 0
     except KeyboardInterrupt:
-        ckpts.save(step, state, batches.get_state(), {})
-        ckpts.close()
+        save_all(step, state, [{}] * len(runs))
+        close_all()
         raise TrainingError(
             f"interrupted at step {step}; checkpoint saved. Run the same command again to resume"
         ) from None
     finally:
         bar.close()
     if step < total_steps:
-        ckpts.close()
-        return {"stopped_at_step": step}
+        close_all()
+        return [{"stopped_at_step": step} for _ in runs]
 
-    best = ckpts.best_step()
-    state, _ = ckpts.restore(best, state)
-    results = {"selected_step": best, "selected_by": f"val_{config.train.select_metric}"}
+    best = [r.ckpts.best_step() for r in runs]
+    like = [group.take(state, i) for i in range(len(runs))]
+    state = group.stack(
+        [r.ckpts.restore(b, s)[0] for r, b, s in zip(runs, best, like, strict=True)], repl
+    )
+    results = [{"selected_step": b, "selected_by": f"val_{metric}"} for b in best]
     for split in ("val", "test"):
-        results[split] = evaluate(
-            eval_step,
-            state,
-            dataset.splits[split],
-            config,
-            dataset.num_classes,
-            batch_sharding,
-            desc=split,
-            bootstrap=config.eval.bootstrap_samples,
-        )
-    ckpts.close()
-    wd.write_json(path("results.json"), results)
-    card = {
-        "hardware": run_card.hardware(),
-        "software": run_card.software(),
-        "seed": config.seed,
-        "data": {"origin": dataset.origin, "image_shape": list(image_shape), **summary},
-        "model": {
-            "name": config.model.name,
-            "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
-        },
-        "steps": total_steps,
-        "resumed_from_step": start,
-        "timings": {
-            "wall_s": round(time.perf_counter() - wall_start, 2),
-            "compile_s": round(compile_s, 2),
-            "train_s_this_process": round(train_seconds, 2),
-            "train_images_per_s": round(seen_images / max(train_seconds, 1e-9), 1),
-        },
-        "memory": run_card.peak_memory(),
-    }
-    wd.write_json(path("run_card.json"), card)
+        for res, m in zip(
+            results,
+            evaluate_runs(
+                eval_step,
+                state,
+                dataset.splits[split],
+                configs,
+                dataset.num_classes,
+                batch_sharding,
+                desc=split,
+                bootstrap=config.eval.bootstrap_samples,
+            ),
+            strict=True,
+        ):
+            res[split] = m
+    close_all()
+    for i, (r, res) in enumerate(zip(runs, results, strict=True)):
+        wd.write_json(r.path("results.json"), res)
+        card = {
+            "hardware": run_card.hardware(),
+            "software": run_card.software(),
+            "seed": r.config.seed,
+            "data": {"origin": dataset.origin, "image_shape": list(image_shape), **summary},
+            "model": {
+                "name": config.model.name,
+                "parameters": int(
+                    sum(x.size for x in jax.tree.leaves(group.take(state, i).params))
+                ),
+            },
+            "steps": total_steps,
+            "resumed_from_step": start,
+            # Vectorized runs share one program: its time and throughput are the group's.
+            "trained_together": len(runs) if vectorized else 1,
+            "timings": {
+                "wall_s": round(time.perf_counter() - wall_start, 2),
+                "compile_s": round(compile_s, 2),
+                "train_s_this_process": round(train_seconds, 2),
+                "train_images_per_s": round(seen_images / max(train_seconds, 1e-9), 1),
+            },
+            "memory": run_card.peak_memory(),
+        }
+        wd.write_json(r.path("run_card.json"), card)
     return results
+
+
+def _common_latest_step(runs) -> int:
+    """The newest step every run has a checkpoint of (they save together; an interruption
+    during an asynchronous save can leave one run a step ahead)."""
+    steps = [set(r.ckpts.manager.all_steps()) for r in runs]
+    common = set.intersection(*steps) if steps else set()
+    return max(common, default=0)

@@ -42,5 +42,6 @@ def to_global(batch: np.ndarray, sharding: NamedSharding) -> jax.Array:
     fed twice; with one host this is the whole batch.
     """
     if jax.process_count() > 1:
-        batch = np.split(batch, jax.process_count())[jax.process_index()]
+        axis = list(sharding.spec).index("data")  # 1 for vectorized runs' (K, B, ...) batches
+        batch = np.split(batch, jax.process_count(), axis=axis)[jax.process_index()]
     return jax.make_array_from_process_local_data(sharding, batch)

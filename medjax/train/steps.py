@@ -133,20 +133,40 @@ def make_eval_step(model, flip_tta: bool = False):
 
 
 def jit_steps(
-    model, tx, loss_fn, augment_fn, mesh, ema_decay=0.0, flip_tta=False, mix_fn=None, freeze=()
+    model,
+    tx,
+    loss_fn,
+    augment_fn,
+    mesh,
+    ema_decay=0.0,
+    flip_tta=False,
+    mix_fn=None,
+    freeze=(),
+    vectorized=False,
 ):
     """The train and eval steps compiled for `mesh`: batches split over `data`, state replicated,
-    the old state's buffers donated to the new one."""
+    the old state's buffers donated to the new one.
+
+    `vectorized`: the state holds K runs stacked on a leading axis (medjax.train.members) and the
+    train step takes (K, B, ...) batches, one per run, in one program (`jax.vmap`); the eval step
+    shows every run the same (B, ...) images and returns (K, B, classes).
+    """
+    from jax.sharding import NamedSharding, PartitionSpec
+
     from medjax.train.sharding import data_sharding, replicated
 
     repl, batch = replicated(mesh), data_sharding(mesh)
+    train = make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze)
+    evaluate = make_eval_step(model, flip_tta)
+    train_batch = batch
+    if vectorized:
+        train, evaluate = jax.vmap(train), jax.vmap(evaluate, in_axes=(0, None))
+        train_batch = NamedSharding(mesh, PartitionSpec(None, "data"))
     train_step = jax.jit(
-        make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze),
-        in_shardings=(repl, batch, batch),
+        train,
+        in_shardings=(repl, train_batch, train_batch),
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
-    eval_step = jax.jit(
-        make_eval_step(model, flip_tta), in_shardings=(repl, batch), out_shardings=repl
-    )
+    eval_step = jax.jit(evaluate, in_shardings=(repl, batch), out_shardings=repl)
     return train_step, eval_step
