@@ -170,27 +170,64 @@ def _bar(sweep, todo):
     return tqdm(total=total, initial=total - len(todo), desc="sweep", unit="run", position=0)
 
 
+def groups(todo: list, workdir: str) -> list[list]:
+    """The runs to train together: runs whose configs differ only in the keys of their
+    config.vectorize (medjax.train.vectorize) and that stand at the same step; the rest alone."""
+    out: dict = {}
+    for run in todo:
+        keys = tuple(run.config.vectorize)
+        if not keys:
+            out[("alone", run.name)] = [run]
+            continue
+        shared = tuple((k, v) for k, v in run.texts.items() if k not in keys)
+        ckpts = os.path.join(run_dir(workdir, run.name), "checkpoints")
+        steps = sorted(os.listdir(ckpts)) if os.path.isdir(ckpts) else []
+        out.setdefault((shared, tuple(steps)), []).append(run)
+    return list(out.values())
+
+
+def _train(loop, group: list, workdir: str, rerun: set) -> None:
+    paths = [run_dir(workdir, r.name) for r in group]
+    for run, path in zip(group, paths, strict=True):
+        ckpts = os.path.join(path, "checkpoints")
+        resumes = os.path.isdir(ckpts) and os.listdir(ckpts) and run.name not in rerun
+        tqdm.write(f"sweep: {run.name} {'resumes' if resumes else 'starts'} ({path})")
+        clear_failure(path)
+    if len(group) == 1:
+        loop.train_and_evaluate(group[0].config, paths[0], overwrite=group[0].name in rerun)
+        return
+    tqdm.write(f"sweep: {len(group)} runs trained together (config.vectorize)")
+    loop.train_and_evaluate_runs(
+        [r.config for r in group], paths, overwrite=any(r.name in rerun for r in group)
+    )
+
+
 def run_sequential(sweep, workdir: str, todo: list, rerun: set) -> None:
-    """Each run in this process: data and JAX start once; programs come from the cache."""
+    """Each run in this process: data and JAX start once; programs come from the cache. Runs
+    that config.vectorize allows to stack train together in one program; when such a group
+    fails, its runs go on one by one from the group's checkpoints, so only the failing one is
+    recorded as failed."""
     from medjax.train import loop  # imports JAX
 
     with compilation_cache(workdir), _bar(sweep, todo) as bar:
-        for run in todo:
-            path = run_dir(workdir, run.name)
-            ckpts = os.path.join(path, "checkpoints")
-            resumes = os.path.isdir(ckpts) and os.listdir(ckpts) and run.name not in rerun
-            verb = "resumes" if resumes else "starts"
-            tqdm.write(f"sweep: {run.name} {verb} ({path})")
-            clear_failure(path)
-            try:
-                loop.train_and_evaluate(run.config, path, overwrite=run.name in rerun)
-            except BaseException as e:
-                if _interrupted(e):
-                    raise _stop(run.name) from None
-                if not isinstance(e, Exception):
-                    raise
-                tqdm.write(f"sweep: {run.name} failed: {record_failure(path, e)}")
-            bar.update(1)
+        for group in groups(todo, workdir):
+            attempts = [group] if len(group) == 1 else [group, *([r] for r in group)]
+            for attempt in attempts:
+                try:
+                    _train(loop, attempt, workdir, rerun)
+                except BaseException as e:
+                    if _interrupted(e):
+                        raise _stop(", ".join(r.name for r in attempt)) from None
+                    if not isinstance(e, Exception):
+                        raise
+                    if len(attempt) > 1:
+                        tqdm.write(f"sweep: the group failed ({e}); its runs go on one by one")
+                        continue
+                    message = record_failure(run_dir(workdir, attempt[0].name), e)
+                    tqdm.write(f"sweep: {attempt[0].name} failed: {message}")
+                bar.update(len(attempt))
+                if attempt is group:
+                    break
 
 
 def absolute_spec(spec: str) -> str:
