@@ -138,7 +138,7 @@ def test_other_class_count_and_headless_files_keep_a_fresh_head(ref, tmp_path):
         (path,) = [k for k in f["layers"] if f[f"layers/{k}/vars"].attrs["name"] == "predictions"]
         del f[f"layers/{path}"]
     variables, notes = load(headless, "mobilenet_v2", like)
-    assert any("freshly initialised: the file has no classifier" in n for n in notes)
+    assert any("head freshly initialised: the file has none" in n for n in notes)
 
 
 def test_mismatches_name_the_parameter_both_shapes_and_the_fix(ref):

@@ -107,7 +107,7 @@ def load_pretrained(
         )
     if layout is not None and layout != source:
         raise ConfigError(
-            f"{source} weights need the model in {source}'s layout, but config.model.layout "
+            f"{source} weights need the model in the {source} layout, but config.model.layout "
             f"is {layout!r}: set config.model.layout = {source!r}"
         )
     imported = (_torchvision if source == "torchvision" else _keras)(path, model_name)
@@ -145,13 +145,11 @@ def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[d
     notes.extend(imported.notes)
     kernel = ("params", *family.head, "kernel")
     if headless:
-        notes.append(
-            f"head {'/'.join(family.head)} freshly initialised: the file has no classifier"
-        )
+        notes.append(f"classifier {'/'.join(family.head)} freshly initialised: the file has none")
         head_kept = set(head)
     elif any(np.shape(flat_file[p]) != np.shape(flat_like[p]) for p in head):
         notes.append(
-            f"head {'/'.join(family.head)} re-initialised: the file's classifier has "
+            f"classifier {'/'.join(family.head)} re-initialised: the file's classifier has "
             f"{np.shape(flat_file[kernel])[-1]} classes, the model {np.shape(flat_like[kernel])[-1]}"
         )
         head_kept = set(head)
