@@ -51,7 +51,6 @@ def get_config(arg=None):
     c.data.source = "medmnist"
     c.data.name = "breastmnist"
     c.data.augment = ("random_flip(axis='lr')", "random_affine(rotate=10, shift=0.05)")
-    c.vectorize = ("seed",)  # a setting's seeds train together in one program
     c.model.name = "cnn"
     c.model.widths = (16, 32, 64)
     c.optimizer.schedule = "cosine"

@@ -50,7 +50,6 @@ def get_config(arg=None):
     c.data.source = "medmnist"
     c.data.name = "pneumoniamnist"
     c.data.augment = ("random_affine(rotate=10, zoom=0.1, shift=0.08)",)
-    c.vectorize = ("seed",)  # a setting's seeds train together in one program
     c.model.name = "cnn"
     c.model.widths = (16, 32, 64)
     c.optimizer.schedule = "cosine"

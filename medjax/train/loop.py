@@ -159,7 +159,8 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         )
     start = _common_latest_step(runs)
     if start:
-        restored = [r.ckpts.restore(start, group.take(state, i)) for i, r in enumerate(runs)]
+        like = group.split(state)
+        restored = [r.ckpts.restore(start, s) for r, s in zip(runs, like, strict=True)]
         state = group.stack([s for s, _ in restored], repl)
         for r, (_, data_state) in zip(runs, restored, strict=True):
             r.batches.set_state(data_state)
@@ -177,7 +178,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         flip_tta=config.eval.flip_tta,
         mix_fn=mix_fn,
         freeze=tuple(config.model.freeze),
-        vectorized=vectorized,
+        members=len(runs) if vectorized else 0,
     )
     train_batch_sharding = (
         jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
@@ -193,8 +194,8 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         )
 
     def save_all(step, state, val_rows):
-        for i, (r, val) in enumerate(zip(runs, val_rows, strict=True)):
-            r.ckpts.save(step, group.take(state, i), r.batches.get_state(), val)
+        for r, s, val in zip(runs, group.split(state), val_rows, strict=True):
+            r.ckpts.save(step, s, r.batches.get_state(), val)
 
     def close_all():
         for r in runs:
@@ -288,7 +289,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         return [{"stopped_at_step": step} for _ in runs]
 
     best = [r.ckpts.best_step() for r in runs]
-    like = [group.take(state, i) for i in range(len(runs))]
+    like = group.split(state)
     state = group.stack(
         [r.ckpts.restore(b, s)[0] for r, b, s in zip(runs, best, like, strict=True)], repl
     )
@@ -310,7 +311,8 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         ):
             res[split] = m
     close_all()
-    for i, (r, res) in enumerate(zip(runs, results, strict=True)):
+    num_params = sum(x.size for x in jax.tree.leaves(state.params)) // len(runs)
+    for r, res in zip(runs, results, strict=True):
         wd.write_json(r.path("results.json"), res)
         card = {
             "hardware": run_card.hardware(),
@@ -319,9 +321,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
             "data": {"origin": dataset.origin, "image_shape": list(image_shape), **summary},
             "model": {
                 "name": config.model.name,
-                "parameters": int(
-                    sum(x.size for x in jax.tree.leaves(group.take(state, i).params))
-                ),
+                "parameters": num_params,
             },
             "steps": total_steps,
             "resumed_from_step": start,

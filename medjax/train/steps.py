@@ -142,25 +142,27 @@ def jit_steps(
     flip_tta=False,
     mix_fn=None,
     freeze=(),
-    vectorized=False,
+    members=0,
 ):
     """The train and eval steps compiled for `mesh`: batches split over `data`, state replicated,
     the old state's buffers donated to the new one.
 
-    `vectorized`: the state holds K runs stacked on a leading axis (medjax.train.members) and the
-    train step takes (K, B, ...) batches, one per run, in one program (`jax.vmap`); the eval step
-    shows every run the same (B, ...) images and returns (K, B, classes).
+    `members` > 0: the state holds that many runs stacked on a leading axis
+    (medjax.train.vectorize) and the train step takes (K, B, ...) batches, one per run, in one
+    program; the eval step shows every run the same (B, ...) images and returns
+    (K, B, classes).
     """
     from jax.sharding import NamedSharding, PartitionSpec
 
     from medjax.train.sharding import data_sharding, replicated
+    from medjax.train.vectorize import stacked
 
     repl, batch = replicated(mesh), data_sharding(mesh)
     train = make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze)
     evaluate = make_eval_step(model, flip_tta)
     train_batch = batch
-    if vectorized:
-        train, evaluate = jax.vmap(train), jax.vmap(evaluate, in_axes=(0, None))
+    if members:
+        train, evaluate = stacked(train, members), stacked(evaluate, members, shared=(1,))
         train_batch = NamedSharding(mesh, PartitionSpec(None, "data"))
     train_step = jax.jit(
         train,
