@@ -402,39 +402,3 @@ def test_parallel_two_processes_for_real(sweep_file, tmp_path):
     rows = _rows(tmp_path / "w/summary.csv")
     assert [r["status"] for r in rows] == ["finished", "finished"]
     assert all((tmp_path / "w/runs" / r["run"] / "log.txt").exists() for r in rows)
-
-
-def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
-    sweep_file, tmp_path, monkeypatch
-):
-    argv = ["--config", sweep_file, "--workdir", str(tmp_path / "w"), "--config.vectorize=seed"]
-    real_runs, groups_seen = loop.train_and_evaluate_runs, []
-
-    def record(configs, workdirs, overwrite=False, stop_at_step=0):
-        groups_seen.append(sorted(os.path.basename(w) for w in workdirs))
-        return real_runs(configs, workdirs, overwrite, stop_at_step)
-
-    monkeypatch.setattr(loop, "train_and_evaluate_runs", record)
-    main(argv)
-    assert groups_seen == [
-        ["optimizer.name=adam,seed=0", "optimizer.name=adam,seed=1"],
-        ["optimizer.name=sgd,seed=0", "optimizer.name=sgd,seed=1"],
-    ]
-    rows = _rows(tmp_path / "w/summary.csv")
-    assert [r["status"] for r in rows] == ["finished"] * 4
-    card = json.loads((tmp_path / "w/runs/optimizer.name=sgd,seed=1/run_card.json").read_text())
-    assert card["trained_together"] == 2 and card["seed"] == 1
-
-    # A group that fails (one seed diverges) is retried run by run: only that run fails.
-    def diverge(configs, workdirs, overwrite=False, stop_at_step=0):
-        raise TrainingError("the loss stopped being finite")
-
-    train, calls = _fake_train({"optimizer.name=adam,seed=1": TrainingError("not finite")})
-    monkeypatch.setattr(loop, "train_and_evaluate_runs", diverge)
-    monkeypatch.setattr(loop, "train_and_evaluate", train)
-    with pytest.raises(TrainingError, match="1 of 4 runs failed"):
-        main([*argv[:3], str(tmp_path / "w2"), argv[4]])
-    assert sorted(calls) == sorted(r["run"] for r in _rows(tmp_path / "w/summary.csv"))
-    status = {r["run"]: r["status"] for r in _rows(tmp_path / "w2/summary.csv")}
-    assert status["optimizer.name=adam,seed=1"] == "failed"
-    assert list(status.values()).count("finished") == 3

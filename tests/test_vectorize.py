@@ -8,10 +8,13 @@ import jax
 import numpy as np
 import pytest
 
-from medjax.errors import ConfigError
+from medjax.errors import ConfigError, TrainingError
+from medjax.sweep.__main__ import main
+from medjax.train import loop
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.loop import train_and_evaluate, train_and_evaluate_runs
 from tests.conftest import tiny_config
+from tests.test_sweep import SWEEP_FILE, _fake_train, _rows
 
 CHANGES = {
     "vectorize": ("seed",),
@@ -70,3 +73,42 @@ def test_vectorize_refuses_what_it_cannot_stack():
     b = tiny_config(**{"vectorize": ("seed",), "seed": 1, "optimizer.learning_rate": 0.1})
     with pytest.raises(ConfigError, match="optimizer.learning_rate"):
         train_and_evaluate_runs([a, b], ["/nonexistent/a", "/nonexistent/b"])
+
+
+def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
+    tmp_path, monkeypatch
+):
+    sweep_file = tmp_path / "tiny_sweep.py"
+    sweep_file.write_text(SWEEP_FILE)
+    sweep_file = str(sweep_file)
+    argv = ["--config", sweep_file, "--workdir", str(tmp_path / "w"), "--config.vectorize=seed"]
+    real_runs, groups_seen = loop.train_and_evaluate_runs, []
+
+    def record(configs, workdirs, overwrite=False, stop_at_step=0):
+        groups_seen.append(sorted(os.path.basename(w) for w in workdirs))
+        return real_runs(configs, workdirs, overwrite, stop_at_step)
+
+    monkeypatch.setattr(loop, "train_and_evaluate_runs", record)
+    main(argv)
+    assert groups_seen == [
+        ["optimizer.name=adam,seed=0", "optimizer.name=adam,seed=1"],
+        ["optimizer.name=sgd,seed=0", "optimizer.name=sgd,seed=1"],
+    ]
+    rows = _rows(tmp_path / "w/summary.csv")
+    assert [r["status"] for r in rows] == ["finished"] * 4
+    card = json.loads((tmp_path / "w/runs/optimizer.name=sgd,seed=1/run_card.json").read_text())
+    assert card["trained_together"] == 2 and card["seed"] == 1
+
+    # A group that fails (one seed diverges) is retried run by run: only that run fails.
+    def diverge(configs, workdirs, overwrite=False, stop_at_step=0):
+        raise TrainingError("the loss stopped being finite")
+
+    train, calls = _fake_train({"optimizer.name=adam,seed=1": TrainingError("not finite")})
+    monkeypatch.setattr(loop, "train_and_evaluate_runs", diverge)
+    monkeypatch.setattr(loop, "train_and_evaluate", train)
+    with pytest.raises(TrainingError, match="1 of 4 runs failed"):
+        main([*argv[:3], str(tmp_path / "w2"), argv[4]])
+    assert sorted(calls) == sorted(r["run"] for r in _rows(tmp_path / "w/summary.csv"))
+    status = {r["run"]: r["status"] for r in _rows(tmp_path / "w2/summary.csv")}
+    assert status["optimizer.name=adam,seed=1"] == "failed"
+    assert list(status.values()).count("finished") == 3
