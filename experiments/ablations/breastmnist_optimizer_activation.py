@@ -26,18 +26,8 @@ Result: not run yet; summary.md in the workdir holds it.
 """
 
 from medjax.configs import apply_runlocal, get_base_config, parse_arg
-from medjax.sweep import product
+from medjax.sweep.grids import optimizer_activation
 
-OPTIMIZERS = {
-    "adam": {"optimizer.learning_rate": 1e-3},
-    "sgd": {"optimizer.learning_rate": 1e-2},
-    "nesterov": {"optimizer.learning_rate": 1e-2},
-    "rmsprop": {"optimizer.learning_rate": 1e-3, "optimizer.momentum": 0.0},
-    "adadelta": {"optimizer.learning_rate": 1.0},
-    "adamax": {"optimizer.learning_rate": 2e-3},
-    "adagrad": {"optimizer.learning_rate": 1e-2},
-}
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 REFERENCE = {"optimizer.name": "adam", "model.activation": "relu"}
 
 
@@ -69,14 +59,4 @@ def get_config(arg=None):
 
 def sweep(arg=None):
     arg = _args(arg)
-    optimizers, activations = list(OPTIMIZERS), ACTIVATIONS
-    seeds = range(arg.seeds)
-    if arg.smoke:
-        optimizers, activations, seeds = ["adam", "sgd"], ("relu", "tanh"), range(2)
-    return product(
-        {
-            "optimizer": [{"optimizer.name": o, **OPTIMIZERS[o]} for o in optimizers],
-            "model.activation": activations,
-            "seed": seeds,
-        }
-    )
+    return optimizer_activation(arg.seeds, smoke=arg.smoke)

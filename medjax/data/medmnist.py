@@ -13,7 +13,15 @@ import zipfile
 import numpy as np
 
 from medjax.data.medmnist_info import INFO, file_name
-from medjax.data.source import SOURCE_FILES, SOURCES, SPLITS, Dataset, Split, to_channels
+from medjax.data.source import (
+    SOURCE_FILES,
+    SOURCES,
+    SPLITS,
+    Dataset,
+    Split,
+    check_labels,
+    to_channels,
+)
 from medjax.errors import ConfigError, DataError
 
 # Class names and modality of every single-label MedMNIST v2 dataset.
@@ -168,12 +176,5 @@ def medmnist(cfg) -> Dataset:
     num_classes = int(max(int(s.labels.max()) for s in splits.values())) + 1
     if names is None:
         names = [f"class_{i}" for i in range(num_classes)]
-    for s, split in splits.items():
-        bad = (split.labels < 0) | (split.labels >= len(names))
-        if bad.any():
-            raise DataError(
-                f"{path}: {s}_labels has {int(bad.sum())} labels outside 0..{len(names) - 1} "
-                f"(first bad value {int(split.labels[bad][0])}) for the {len(names)} classes "
-                f"{names}; the file is corrupt or not {cfg.name}"
-            )
+    check_labels(splits, names, path, f"the file is corrupt or not {cfg.name}")
     return Dataset(cfg.name, splits, len(names), list(names), modality, origin=path)

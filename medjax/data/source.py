@@ -77,6 +77,19 @@ def to_channels(images: np.ndarray, channels: int, origin: str) -> np.ndarray:
     )
 
 
+def check_labels(splits: dict, names: list, origin: str, fix: str) -> None:
+    """Every label a class index of `names`; else a DataError naming the split, the count and
+    the first bad value, ending with `fix`."""
+    for name, split in splits.items():
+        bad = (split.labels < 0) | (split.labels >= len(names))
+        if bad.any():
+            raise DataError(
+                f"{origin}: split {name!r} has {int(bad.sum())} labels outside "
+                f"0..{len(names) - 1} (first bad value {int(split.labels[bad][0])}) for the "
+                f"{len(names)} classes {names}; {fix}"
+            )
+
+
 def subsample(split: Split, max_examples: int, seed: int) -> Split:
     """A seeded random subset (some files are sorted by class, so never just the first N)."""
     if not max_examples or len(split) <= max_examples:

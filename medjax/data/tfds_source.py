@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax.data.decode import fit_image
-from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, Split, to_channels
+from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, Split, check_labels, to_channels
 from medjax.errors import ConfigError, DataError
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
@@ -192,12 +192,5 @@ def tfds_source(cfg) -> Dataset:
         names = list(label.names)
     else:
         names = [f"class_{i}" for i in range(max(int(s.labels.max()) for s in splits.values()) + 1)]
-    for name, split in splits.items():
-        bad = (split.labels < 0) | (split.labels >= len(names))
-        if bad.any():
-            raise DataError(
-                f"{origin}: split {name!r} has {int(bad.sum())} labels outside "
-                f"0..{len(names) - 1} (first {int(split.labels[bad][0])}); unlabelled examples "
-                f"(label -1) are not supported"
-            )
+    check_labels(splits, names, origin, "unlabelled examples (label -1) are not supported")
     return Dataset(info.name, splits, len(names), names, "unknown", origin=origin)
