@@ -13,6 +13,7 @@ performance work is judged by; it is a benchmark, not a test.
 import argparse
 import json
 import time
+import types
 
 import numpy as np
 
@@ -50,6 +51,12 @@ def parse(argv):
         help="benchmark augmentation alone: the default pipeline, or ops '|'-separated",
     )
     p.add_argument("--per-op", action="store_true", help="with --augment: each op on its own too")
+    p.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="parameters and forward GFLOPs only, from shapes (no weights, no timing): seconds "
+        "even for 224 px models on a CPU",
+    )
     p.add_argument(
         "--shapes",
         default="28x28x1,224x224x1,64x64x64x1",
@@ -178,6 +185,22 @@ def main(argv):
     shape = (args.image_size, args.image_size, args.channels)
     shape = (args.depth, *shape) if args.depth else shape
     model = build_model(config.model, args.num_classes, shape[0])
+    if args.cost_only:
+        variables = jax.eval_shape(
+            lambda: model.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
+        )
+        abstract = types.SimpleNamespace(
+            params=variables["params"], batch_stats=variables.get("batch_stats", {})
+        )
+        row = {
+            "model": args.model,
+            "input_shape": list(shape),
+            "num_classes": args.num_classes,
+            "parameters": int(sum(x.size for x in jax.tree.leaves(variables["params"]))),
+            "gflops_per_image": _forward_gflops(model, abstract, shape),
+        }
+        print(json.dumps(row))
+        return row
     tx, _ = build_optimizer(config.optimizer, 1000, 10)
     weights = np.ones(args.num_classes, np.float32)
     loss_fn = lambda logits, labels: losses.softmax_xent(logits, labels, weights, 0.0)
