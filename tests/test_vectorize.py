@@ -39,8 +39,8 @@ def _close(a, b):
 
 
 def test_vectorized_seeds_match_separate_runs_and_resume_exactly(tmp_path):
-    configs = [tiny_config(seed=s, **CHANGES) for s in (0, 1, 2)]
-    dirs = [str(tmp_path / f"seed{s}") for s in (0, 1, 2)]
+    configs = [tiny_config(seed=s, **CHANGES) for s in (0, 1)]
+    dirs = [str(tmp_path / f"seed{s}") for s in (0, 1)]
     together = train_and_evaluate_runs(configs, dirs)
     alone = train_and_evaluate(configs[1], str(tmp_path / "alone1"))
     assert together[1]["selected_step"] == alone["selected_step"]
@@ -48,16 +48,16 @@ def test_vectorized_seeds_match_separate_runs_and_resume_exactly(tmp_path):
         assert together[1][split]["auc"] == pytest.approx(alone[split]["auc"], abs=2e-3)
     _close(_params(dirs[1]), _params(str(tmp_path / "alone1")))
     # The seeds really differ, and each run's workdir is a complete run of its own.
-    p0, p2 = jax.tree.leaves(_params(dirs[0])), jax.tree.leaves(_params(dirs[2]))
-    assert not all(np.allclose(a, b) for a, b in zip(p0, p2, strict=True))
-    for d, s in zip(dirs, (0, 1, 2), strict=True):
+    p0, p1 = jax.tree.leaves(_params(dirs[0])), jax.tree.leaves(_params(dirs[1]))
+    assert not all(np.allclose(a, b) for a, b in zip(p0, p1, strict=True))
+    for d, s in zip(dirs, (0, 1), strict=True):
         card = json.loads(pathlib.Path(d, "run_card.json").read_text())
-        assert card["seed"] == s and card["trained_together"] == 3
+        assert card["seed"] == s and card["trained_together"] == 2
         assert json.loads(pathlib.Path(d, "config.json").read_text())["seed"] == s
 
-    resumed = [str(tmp_path / f"resumed{s}") for s in (0, 1, 2)]
+    resumed = [str(tmp_path / f"resumed{s}") for s in (0, 1)]
     out = train_and_evaluate_runs(configs, resumed, stop_at_step=5)
-    assert out == [{"stopped_at_step": 5}] * 3
+    assert out == [{"stopped_at_step": 5}] * 2
     train_and_evaluate_runs(configs, resumed)
     for a, b in zip(dirs, resumed, strict=True):
         for x, y in zip(jax.tree.leaves(_params(a)), jax.tree.leaves(_params(b)), strict=True):

@@ -180,11 +180,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         freeze=tuple(config.model.freeze),
         members=len(runs) if vectorized else 0,
     )
-    train_batch_sharding = (
-        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
-        if vectorized
-        else batch_sharding
-    )
+    train_batch_sharding = sharding.stacked_data_sharding(mesh) if vectorized else batch_sharding
 
     def next_batch():
         idx = [next(r.batches) for r in runs]

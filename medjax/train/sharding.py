@@ -21,6 +21,11 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("data"))
 
 
+def stacked_data_sharding(mesh: Mesh) -> NamedSharding:
+    """(K, B, ...) batches of K runs trained together: each run's batch split over `data`."""
+    return NamedSharding(mesh, PartitionSpec(None, "data"))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

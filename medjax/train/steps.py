@@ -152,9 +152,7 @@ def jit_steps(
     program; the eval step shows every run the same (B, ...) images and returns
     (K, B, classes).
     """
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from medjax.train.sharding import data_sharding, replicated
+    from medjax.train.sharding import data_sharding, replicated, stacked_data_sharding
     from medjax.train.vectorize import stacked
 
     repl, batch = replicated(mesh), data_sharding(mesh)
@@ -163,7 +161,7 @@ def jit_steps(
     train_batch = batch
     if members:
         train, evaluate = stacked(train, members), stacked(evaluate, members, shared=(1,))
-        train_batch = NamedSharding(mesh, PartitionSpec(None, "data"))
+        train_batch = stacked_data_sharding(mesh)
     train_step = jax.jit(
         train,
         in_shardings=(repl, train_batch, train_batch),
