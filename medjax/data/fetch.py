@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from medjax.data import medmnist_info
 from medjax.errors import DataError
+from medjax.registry import suggest
 
 CHUNK = 1 << 20
 
@@ -35,8 +36,8 @@ def _info(name: str, size: int) -> medmnist_info.Info:
     info = medmnist_info.INFO.get(name)
     if info is None:
         raise DataError(
-            f"unknown MedMNIST dataset {name!r}; valid names: "
-            f"{', '.join(sorted(medmnist_info.INFO))}"
+            f"unknown MedMNIST dataset {name!r}.{suggest(name, medmnist_info.INFO)} Valid "
+            f"names: {', '.join(sorted(medmnist_info.INFO))}"
         )
     if size not in info.sizes:
         raise DataError(
