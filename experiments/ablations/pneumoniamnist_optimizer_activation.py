@@ -21,7 +21,8 @@ breastmnist_optimizer_activation.py run beside it on a busy machine (39 s and 35
 one takes 22 s alone, so about 25 s alone (16 s of it training at 890 images/s); with the
 compilation cache sparing most compiles of seeds 1 and 2, the 126 runs should take about 50
 minutes in one process.
-Result: not run yet; summary.md in the workdir holds it.
+Result: not run to the end yet (a first session finished a few runs: about 24 s each when the
+machine was otherwise idle); summary.md in the workdir holds it.
 """
 
 from medjax.configs import apply_runlocal, get_base_config, parse_arg
