@@ -11,7 +11,9 @@ On the CPU, XLA turns a vmapped convolution (K weight sets) into a grouped convo
 its CPU backend runs far slower than K plain ones (measured on a 2-core Xeon, jax 0.12, the
 ablation CNN: a vmapped step of 3 runs took 5.4x one run's step, a `lax.map` over the runs
 10x); so there the program holds K unrolled copies of the step (2.8x one run's step for 3
-runs), and the gain is in what the runs share: data, compilation and evaluation passes.
+runs). Compiling that K-fold program costs about what the faster steps save, so on the CPU
+stacking is about even with separate runs (README, "Ablations and sweeps"); GPUs are where
+it pays.
 """
 
 import jax
