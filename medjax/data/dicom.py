@@ -24,8 +24,8 @@ import pydicom
 
 from medjax.data import files
 from medjax.data.decode import IMAGE_EXTS, Decoded, check_pixels, fit_image, fit_volume
-from medjax.data.manifest import is_manifest, list_manifest, load_manifest
-from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, to_channels
+from medjax.data.manifest import register_folder_source
+from medjax.data.source import to_channels
 from medjax.errors import ConfigError, DataError
 
 MODALITIES = {
@@ -147,16 +147,4 @@ def read_dicom(path: str, cfg) -> Decoded:
 files.register_reader(is_dicom_file, read_dicom)
 
 
-@SOURCES.register("dicom")
-def dicom(cfg) -> Dataset:
-    if is_manifest(cfg.path):
-        return load_manifest(cfg)
-    entries, class_names = files.scan_folders(cfg.path, is_dicom_file, "DICOM")
-    return files.load(entries, class_names, cfg, origin=cfg.path, reader=read_dicom)
-
-
-@SOURCE_FILES.register("dicom")
-def dicom_files(cfg) -> list[str]:
-    if is_manifest(cfg.path):
-        return list_manifest(cfg)
-    return [e.path for e in files.scan_folders(cfg.path, is_dicom_file, "DICOM")[0]]
+register_folder_source("dicom", is_dicom_file, "DICOM", read_dicom)

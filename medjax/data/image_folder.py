@@ -6,22 +6,7 @@ images of any size and mode are decoded as `medjax.data.decode` describes. A .cs
 config.data.path reads a manifest instead (see `medjax.data.manifest`).
 """
 
-from medjax.data import files
 from medjax.data.decode import is_image_file, read_image
-from medjax.data.manifest import is_manifest, list_manifest, load_manifest
-from medjax.data.source import SOURCE_FILES, SOURCES, Dataset
+from medjax.data.manifest import register_folder_source
 
-
-@SOURCES.register("image_folder")
-def image_folder(cfg) -> Dataset:
-    if is_manifest(cfg.path):
-        return load_manifest(cfg)
-    entries, class_names = files.scan_folders(cfg.path, is_image_file, "image")
-    return files.load(entries, class_names, cfg, origin=cfg.path, reader=read_image)
-
-
-@SOURCE_FILES.register("image_folder")
-def image_folder_files(cfg) -> list[str]:
-    if is_manifest(cfg.path):
-        return list_manifest(cfg)
-    return [e.path for e in files.scan_folders(cfg.path, is_image_file, "image")[0]]
+register_folder_source("image_folder", is_image_file, "image", read_image)

@@ -166,3 +166,23 @@ def csv_source(cfg) -> Dataset:
 def csv_files(cfg) -> list[str]:
     _require_manifest(cfg)
     return list_manifest(cfg)
+
+
+def register_folder_source(name: str, is_file, kind: str, reader) -> None:
+    """Register source `name` (and its file lister): one folder per class, as `files` scans
+    them for files `is_file` accepts and decodes them with `reader`; or, when config.data.path
+    is a .csv, the manifest it names."""
+
+    def load(cfg) -> Dataset:
+        if is_manifest(cfg.path):
+            return load_manifest(cfg)
+        entries, class_names = files.scan_folders(cfg.path, is_file, kind)
+        return files.load(entries, class_names, cfg, origin=cfg.path, reader=reader)
+
+    def listed(cfg) -> list[str]:
+        if is_manifest(cfg.path):
+            return list_manifest(cfg)
+        return [e.path for e in files.scan_folders(cfg.path, is_file, kind)[0]]
+
+    SOURCES.register(name, load)
+    SOURCE_FILES.register(name, listed)

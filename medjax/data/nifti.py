@@ -20,8 +20,8 @@ import numpy as np
 
 from medjax.data import files
 from medjax.data.decode import Decoded, check_pixels, fit_image, fit_volume
-from medjax.data.manifest import is_manifest, list_manifest, load_manifest
-from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, to_channels
+from medjax.data.manifest import register_folder_source
+from medjax.data.source import to_channels
 from medjax.errors import DataError
 
 
@@ -77,16 +77,4 @@ def read_nifti(path: str, cfg) -> Decoded:
 files.register_reader(is_nifti_file, read_nifti)
 
 
-@SOURCES.register("nifti")
-def nifti(cfg) -> Dataset:
-    if is_manifest(cfg.path):
-        return load_manifest(cfg)
-    entries, class_names = files.scan_folders(cfg.path, is_nifti_file, "NIfTI")
-    return files.load(entries, class_names, cfg, origin=cfg.path, reader=read_nifti)
-
-
-@SOURCE_FILES.register("nifti")
-def nifti_files(cfg) -> list[str]:
-    if is_manifest(cfg.path):
-        return list_manifest(cfg)
-    return [e.path for e in files.scan_folders(cfg.path, is_nifti_file, "NIfTI")[0]]
+register_folder_source("nifti", is_nifti_file, "NIfTI", read_nifti)
