@@ -15,7 +15,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     # Keys whose values may differ between runs trained together in one compiled program
-    # (medjax.train.vectorize): ("seed",) lets a sweep stack its seeds.
+    # (medjax.train.vectorize): ("seed",) lets a sweep stack its seeds; also
+    # optimizer.learning_rate, optimizer.weight_decay, loss.label_smoothing.
     c.vectorize = ()
 
     c.data = ml_collections.ConfigDict()

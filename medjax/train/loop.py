@@ -1,7 +1,6 @@
 """The whole experiment: data -> model -> compiled training with checkpoints -> test results."""
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -113,24 +112,40 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         summary["oversample"] = {"method": config.data.oversample, "synthetic_train_images": made}
         print(f"{config.data.oversample}: {made} synthetic training images, train only")
     model = build_model(config.model, dataset.num_classes, image_shape[0])
-    tx, schedule = build_optimizer(config.optimizer, total_steps, steps_per_epoch)
-    tx = finetune.with_finetuning(
-        tx,
-        config,
-        lambda: finetune.param_shapes(model, image_shape),
-        lambda lr: build_optimizer(config.optimizer, total_steps, steps_per_epoch, lr)[0],
-    )
+
+    def make_tx(hparams=None):
+        def optimizer(lr=0.0):  # lr: the head's own rate in fine-tuning
+            return build_optimizer(config.optimizer, total_steps, steps_per_epoch, lr, hparams)[0]
+
+        def shapes():
+            return finetune.param_shapes(model, image_shape)
+
+        return finetune.with_finetuning(optimizer(), config, shapes, optimizer)
+
+    # Each run's own schedule, for its logged learning rate.
+    schedules = [build_optimizer(c.optimizer, total_steps, steps_per_epoch)[1] for c in configs]
     weights = losses.class_weights(
         config.loss.class_weights, train.labels, dataset.num_classes, config.loss.effective_beta
     )
-    loss_fn = losses.build_loss(config.loss, weights)
+    tx, loss_fn = make_tx(), losses.build_loss(config.loss, weights)
+    hparams = [vectorize.hparams(c) for c in configs]
+
+    def per_run(hp):  # the optimizer and loss of the run whose state holds `hp`
+        return make_tx(hp), losses.build_loss(config.loss, weights, hp)
+
     repl, batch_sharding = sharding.replicated(mesh), sharding.data_sharding(mesh)
-    init = functools.partial(init_state, model, tx, image_shape, ema=config.train.ema_decay > 0)
-    seeds = np.array([c.seed for c in configs], np.int32)
+
+    def init(seed, hp):
+        return init_state(
+            model, make_tx(hp), image_shape, seed, ema=config.train.ema_decay > 0, hparams=hp
+        )
+
     if vectorized:
-        state = jax.jit(jax.vmap(init), out_shardings=repl)(seeds)
+        seeds = np.array([c.seed for c in configs], np.int32)
+        stacked_hp = {k: np.array([h[k] for h in hparams], np.float32) for k in hparams[0]}
+        state = jax.jit(jax.vmap(init), out_shardings=repl)(seeds, stacked_hp)
     else:
-        state = jax.jit(lambda: init(config.seed), out_shardings=repl)()
+        state = jax.jit(lambda: init(config.seed, hparams[0]), out_shardings=repl)()
     if config.model.pretrained:
         state = finetune.load_into_state(state, config, tx, repl)
     # Only now, with every config error ruled out, does each run claim its workdir.
@@ -179,6 +194,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
         mix_fn=mix_fn,
         freeze=tuple(config.model.freeze),
         members=len(runs) if vectorized else 0,
+        per_run=per_run if hparams[0] else None,
     )
     train_batch_sharding = sharding.stacked_data_sharding(mesh) if vectorized else batch_sharding
 
@@ -235,7 +251,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, stop_at_step: in
                 rate = interval_steps * config.train.batch_size * len(runs) / elapsed
                 seen_images += interval_steps * config.train.batch_size * len(runs)
                 train_seconds += elapsed
-                for r, (m, skipped) in zip(runs, rows, strict=True):
+                for r, schedule, (m, skipped) in zip(runs, schedules, rows, strict=True):
                     if skipped or not np.isfinite(m["loss"]):
                         close_all()
                         raise TrainingError(

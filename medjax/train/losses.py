@@ -48,13 +48,13 @@ def focal(logits, labels, class_weights, label_smoothing: float, gamma: float = 
     return jnp.sum(w * per_example) / jnp.sum(w)
 
 
-def build_loss(loss_config, class_weights: np.ndarray):
-    """`config.loss` -> fn(logits, labels) -> scalar loss."""
+def build_loss(loss_config, class_weights: np.ndarray, hparams=None):
+    """`config.loss` -> fn(logits, labels) -> scalar loss; `hparams` may hold the run's own
+    `label_smoothing` as a traced scalar (medjax.train.vectorize)."""
     fn = LOSSES.get(loss_config.name)
     extra = {"gamma": loss_config.focal_gamma} if loss_config.name == "focal" else {}
-    return functools.partial(
-        fn, class_weights=class_weights, label_smoothing=loss_config.label_smoothing, **extra
-    )
+    smoothing = (hparams or {}).get("label_smoothing", loss_config.label_smoothing)
+    return functools.partial(fn, class_weights=class_weights, label_smoothing=smoothing, **extra)
 
 
 CLASS_WEIGHTS = ("none", "balanced", "effective")

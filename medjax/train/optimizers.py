@@ -1,5 +1,7 @@
 """Optax optimizers and learning-rate schedules chosen by name."""
 
+import types
+
 import optax
 
 from medjax.errors import ConfigError
@@ -27,25 +29,34 @@ SCHEDULES.register(
 )
 
 
-def build_optimizer(c, total_steps: int, steps_per_epoch: float, learning_rate: float = 0.0):
+def build_optimizer(
+    c, total_steps: int, steps_per_epoch: float, learning_rate: float = 0.0, hparams=None
+):
     """(optax transformation, schedule) from `config.optimizer`, at `learning_rate` instead of
     `c.learning_rate` when given (the head's own rate in fine-tuning).
 
     Weight decay is decoupled for adamw and an L2 term added to the gradient for the others,
-    as in their papers; clipping by global norm comes first when enabled.
+    as in their papers; clipping by global norm comes first when enabled. `hparams` holds the
+    run's own `learning_rate` and `weight_decay` as traced scalars when runs trained together
+    differ in them (medjax.train.vectorize); the transformation's state has the same structure
+    whatever their values.
     """
     if c.learning_rate <= 0:
         raise ConfigError(f"config.optimizer.learning_rate must be positive, not {c.learning_rate}")
     if c.weight_decay < 0 or c.grad_clip_norm < 0:
         raise ConfigError("config.optimizer.weight_decay and grad_clip_norm must be >= 0")
+    hparams = hparams or {}
     make = OPTIMIZERS.get(c.name)
+    lr = learning_rate or hparams.get("learning_rate", c.learning_rate)
+    weight_decay = hparams.get("weight_decay", c.weight_decay)
     schedule = SCHEDULES.get(c.schedule)(
-        learning_rate or c.learning_rate, total_steps, int(round(c.warmup_epochs * steps_per_epoch))
+        lr, total_steps, int(round(c.warmup_epochs * steps_per_epoch))
     )
     parts = []
     if c.grad_clip_norm:
         parts.append(optax.clip_by_global_norm(c.grad_clip_norm))
-    if c.weight_decay and c.name != "adamw":
-        parts.append(optax.add_decayed_weights(c.weight_decay))
-    parts.append(make(schedule, c))
+    decays = "weight_decay" in hparams or c.weight_decay  # a traced value has no truth value
+    if decays and c.name != "adamw":
+        parts.append(optax.add_decayed_weights(weight_decay))
+    parts.append(make(schedule, types.SimpleNamespace(**{**c, "weight_decay": weight_decay})))
     return optax.chain(*parts), schedule

@@ -26,9 +26,12 @@ class TrainState:
     # Exponential moving average of params and batch stats, evaluated instead of them when
     # config.train.ema_decay > 0 (it smooths the step-to-step noise of small datasets); else ().
     ema: Any = ()
+    # The run's own hyperparameters as float32 scalars, when runs trained together differ in
+    # them (medjax.train.vectorize): {"learning_rate": ..., ...}; else ().
+    hparams: Any = ()
 
 
-def init_state(model, tx, image_shape, seed: int, ema: bool = False) -> TrainState:
+def init_state(model, tx, image_shape, seed: int, ema: bool = False, hparams=()) -> TrainState:
     init_key, state_key = jax.random.split(jax.random.key(seed))
     variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
@@ -40,6 +43,7 @@ def init_state(model, tx, image_shape, seed: int, ema: bool = False) -> TrainSta
         rng=jax.random.key_data(state_key),
         skipped=jnp.zeros((), jnp.int32),
         ema={"params": params, "batch_stats": variables.get("batch_stats", {})} if ema else (),
+        hparams=jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), hparams),
     )
 
 
@@ -58,11 +62,23 @@ def _update_ema(state: TrainState, decay: float) -> TrainState:
 
 
 def make_train_step(
-    model, tx, loss_fn, augment_fn=None, ema_decay: float = 0.0, mix_fn=None, freeze=()
+    model,
+    tx,
+    loss_fn,
+    augment_fn=None,
+    ema_decay: float = 0.0,
+    mix_fn=None,
+    freeze=(),
+    per_run=None,
 ):
-    """(state, images, labels) -> (state, metrics); a non-finite loss leaves the state unchanged."""
+    """(state, images, labels) -> (state, metrics); a non-finite loss leaves the state unchanged.
+
+    `per_run(hparams) -> (tx, loss_fn)` builds both from the state's own hyperparameters when
+    it carries any (medjax.train.vectorize), in place of the fixed `tx` and `loss_fn`.
+    """
 
     def train_step(state: TrainState, images, labels):
+        tx_, loss_ = per_run(state.hparams) if per_run and state.hparams else (tx, loss_fn)
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         aug_key, dropout_key, mix_key = jax.random.split(key, 3)
         if augment_fn is not None:
@@ -81,12 +97,12 @@ def make_train_step(
                 rngs={"dropout": dropout_key},
                 mutable=["batch_stats"],
             )
-            return loss_fn(logits, targets), (logits, updates.get("batch_stats", {}))
+            return loss_(logits, targets), (logits, updates.get("batch_stats", {}))
 
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params
         )
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = tx_.update(grads, state.opt_state, state.params)
         new = _update_ema(
             state.replace(
                 step=state.step + 1,
@@ -143,6 +159,7 @@ def jit_steps(
     mix_fn=None,
     freeze=(),
     members=0,
+    per_run=None,
 ):
     """The train and eval steps compiled for `mesh`: batches split over `data`, state replicated,
     the old state's buffers donated to the new one.
@@ -150,13 +167,13 @@ def jit_steps(
     `members` > 0: the state holds that many runs stacked on a leading axis
     (medjax.train.vectorize) and the train step takes (K, B, ...) batches, one per run, in one
     program; the eval step shows every run the same (B, ...) images and returns
-    (K, B, classes).
+    (K, B, classes). `per_run`: see make_train_step.
     """
     from medjax.train.sharding import data_sharding, replicated, stacked_data_sharding
     from medjax.train.vectorize import stacked
 
     repl, batch = replicated(mesh), data_sharding(mesh)
-    train = make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze)
+    train = make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze, per_run)
     evaluate = make_eval_step(model, flip_tta)
     train_batch = batch
     if members:

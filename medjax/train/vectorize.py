@@ -1,9 +1,11 @@
 """Several runs trained together in one compiled program (`config.vectorize`).
 
-Runs that differ only in settings that leave every array shape alone (today: the seed) can
-share one program: their states are stacked on a leading axis and one compiled step advances
-them all, each with its own initialisation, data order, augmentation and dropout draws. Each
-run still has its own workdir, checkpoints, metrics and results, exactly as if it ran alone.
+Runs that differ only in settings that leave every array shape alone can share one program:
+their states are stacked on a leading axis and one compiled step advances them all, each with
+its own initialisation, data order, augmentation and dropout draws. Each run still has its own
+workdir, checkpoints, metrics and results, exactly as if it ran alone. Besides the seed, the
+learning rate, weight decay and label smoothing can differ: they travel in the train state as
+arrays (`TrainState.hparams`) and the step builds its optimizer and loss from them.
 
 How the K runs share the program depends on the backend (`stacked`). On GPUs and TPUs the
 step is `jax.vmap`-ed: one small run leaves most of the device idle, K stacked runs fill it.
@@ -23,7 +25,26 @@ import numpy as np
 from medjax.configs import flatten
 from medjax.errors import ConfigError
 
-VECTORIZABLE = ("seed",)
+# config key -> its name in TrainState.hparams (None: not a hyperparameter of the step)
+VECTORIZABLE = {
+    "seed": None,
+    "optimizer.learning_rate": "learning_rate",
+    "optimizer.weight_decay": "weight_decay",
+    "loss.label_smoothing": "label_smoothing",
+}
+
+
+def hparams(config) -> dict:
+    """The run's own values of the vectorized hyperparameters, {} when there are none. Taken
+    from config.vectorize, not from how many runs train together, so a run that goes on alone
+    from its group's checkpoints has the same state structure."""
+    out = {}
+    for key in config.vectorize:
+        name = VECTORIZABLE.get(key)
+        if name:
+            section, field = key.split(".")
+            out[name] = float(config[section][field])
+    return out
 
 
 def check(configs) -> bool:
