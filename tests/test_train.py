@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 from medjax.errors import TrainingError, WorkdirError
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.loop import train_and_evaluate
+from medjax.train.steps import TrainState
 
 from .conftest import ROOT, tiny_config
 
@@ -178,4 +180,27 @@ def test_best_checkpoint_is_kept_and_found_after_a_restart(tmp_path):
     ckpts.save(6, state, {}, {"auc": 0.1})
     ckpts.save(7, state, {}, {"auc": 0.2})
     assert ckpts.manager.all_steps() == [2, 6, 7] and ckpts.best_step() == 2
+    ckpts.close()
+
+
+def test_checkpoints_from_before_vectorized_hyperparameters_still_restore(tmp_path):
+    """TrainState gained `hparams`; checkpoints written without it restore into a state whose
+    hparams are empty, and a state that needs them is refused."""
+    state = TrainState(
+        step=np.int32(3),
+        params={"w": np.ones(3, np.float32)},
+        batch_stats={},
+        opt_state=(),
+        rng=np.zeros(2, np.uint32),
+        skipped=np.int32(0),
+    )
+    old = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    del old["hparams"]  # what older medjax wrote
+    like = jax.tree.map(jax.numpy.asarray, state)
+    ckpts = Checkpoints(str(tmp_path), 2, "auc", "max")
+    ckpts.save(3, jax.tree.map(jax.numpy.asarray, old), {"i": 3}, {})
+    restored, data = ckpts.restore(3, like)
+    assert restored.hparams == () and data == {"i": 3} and int(restored.step) == 3
+    with pytest.raises(ValueError, match="hparams"):
+        ckpts.restore(3, like.replace(hparams={"learning_rate": jax.numpy.float32(0.1)}))
     ckpts.close()

@@ -4,6 +4,7 @@ The last `keep` checkpoints are kept, and the best one by the validation selecti
 run can resume exactly and be tested on the checkpoint that validation chose.
 """
 
+import dataclasses
 import math
 import os
 
@@ -61,8 +62,24 @@ class Checkpoints:
 
     def restore(self, step: int, like_state):
         """(state, data_state) at `step`, placed with the shardings of `like_state`."""
+        try:
+            return self._restore(step, like_state)
+        except ValueError as error:
+            if like_state.hparams:
+                raise
+            # Checkpoints written before TrainState had `hparams` lack the field; a run without
+            # vectorized hyperparameters has nothing to restore there.
+            fields = {f.name: getattr(like_state, f.name) for f in dataclasses.fields(like_state)}
+            del fields["hparams"]
+            try:
+                state, data = self._restore(step, fields)
+            except ValueError:
+                raise error from None
+            return like_state.replace(**state), data
+
+    def _restore(self, step: int, like):
         abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like_state
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like
         )
         out = self.manager.restore(
             step,

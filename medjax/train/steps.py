@@ -43,7 +43,7 @@ def init_state(model, tx, image_shape, seed: int, ema: bool = False, hparams=())
         rng=jax.random.key_data(state_key),
         skipped=jnp.zeros((), jnp.int32),
         ema={"params": params, "batch_stats": variables.get("batch_stats", {})} if ema else (),
-        hparams=jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), hparams),
+        hparams={k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()} if hparams else (),
     )
 
 
