@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from medjax.errors import ConfigError, TrainingError
+from medjax.sweep import load_sweep, runner
 from medjax.sweep.__main__ import main
 from medjax.train import loop
 from medjax.train.checkpoint import Checkpoints
@@ -167,3 +168,35 @@ def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
     status = {r["run"]: r["status"] for r in _rows(tmp_path / "w2/summary.csv")}
     assert status["optimizer.name=adam,seed=1"] == "failed"
     assert list(status.values()).count("finished") == 3
+
+
+LR_BY_SEED = """
+from medjax.configs import get_base_config
+from medjax.sweep import product
+
+def get_config(arg=None):
+    return get_base_config().lock()
+
+def sweep(arg=None):
+    return product(
+        optimizer__learning_rate=[1e-3, 1e-2], model__activation=["relu", "tanh"], seed=range(2)
+    )
+"""
+
+
+def test_a_learning_rate_by_seed_grid_is_grouped_by_what_else_differs(tmp_path, capsys):
+    """With learning rate and seed vectorized, the runs of each activation form one group."""
+    path = tmp_path / "lr_sweep.py"
+    path.write_text(LR_BY_SEED)
+    vectorize = "('seed', 'optimizer.learning_rate')"
+    sweep = load_sweep(str(path), [("vectorize", vectorize)])
+    assert len(sweep.runs) == 8
+    groups = runner.groups(sweep.runs, str(tmp_path))
+    assert sorted(len(g) for g in groups) == [4, 4]
+    for group in groups:
+        assert len({r.config.model.activation for r in group}) == 1
+    main(["--config", str(path), "--workdir", str(tmp_path / "w"), "--dry-run"])
+    main(["--config", str(path), "--workdir", str(tmp_path / "w"), "--dry-run",
+          f"--config.vectorize={vectorize}"])  # fmt: skip
+    said = capsys.readouterr().out
+    assert said.count("stacked groups") == 1 and "8 of them in 2 stacked groups of 4, 4" in said

@@ -106,6 +106,12 @@ def main(argv):
         for run in sweep.runs:
             path = runner.run_dir(workdir, run.name)
             print(f"  {runner.status_of(path):<11} {path}")
+        stacked = [g for g in runner.groups(sweep.runs, workdir) if len(g) > 1]
+        if stacked:
+            print(
+                f"config.vectorize trains {sum(map(len, stacked))} of them in {len(stacked)} "
+                f"stacked groups of {', '.join(str(len(g)) for g in stacked)}"
+            )
         return
     rerun = runner.stale_runs(sweep, workdir, args.overwrite)
     todo = [
