@@ -6,7 +6,7 @@ from sklearn import metrics as skm
 
 from medjax.configs import get_base_config
 from medjax.errors import ConfigError
-from medjax.eval import classification_metrics
+from medjax.eval import classification_metrics, metrics
 from medjax.models import build_model
 from medjax.models.layers import ACTIVATIONS
 
@@ -70,6 +70,21 @@ def test_binary_metrics_agree_with_sklearn():
     # The malignant-class view (positive_class=0) has the same AUC, swapped sensitivity.
     m0 = classification_metrics(labels, probs, 2, positive_class=0, bootstrap=0)
     assert m0["auc"] == pytest.approx(m["auc"]) and m0["sensitivity"] == m["specificity"]
+
+
+@pytest.mark.parametrize("num_classes, n", [(2, 60), (3, 90), (5, 30)])
+def test_bootstrap_aucs_are_roc_auc_score_of_every_resample(num_classes, n):
+    """The intervals' AUCs are computed for all resamples at once; they must be sklearn's,
+    ties (rounded probabilities) and resamples missing a class (NaN, dropped) included."""
+    rng = np.random.default_rng(num_classes)
+    labels = rng.integers(0, num_classes, n)
+    probs = rng.dirichlet(np.ones(num_classes), n)
+    probs[:, :-1] = np.round(probs[:, :-1], 2)
+    probs[:, -1] = 1 - probs[:, :-1].sum(1)
+    idx = rng.integers(0, n, (200, n))
+    one_by_one = [metrics._auc(labels[i], probs[i], num_classes, 1) for i in idx]
+    at_once = metrics._auc_rows(labels[idx], probs[idx], num_classes, 1)
+    np.testing.assert_allclose(at_once, one_by_one, rtol=0, atol=1e-12)  # NaNs in the same places
 
 
 def test_multiclass_metrics_are_macro_one_vs_rest():

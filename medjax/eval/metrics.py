@@ -6,6 +6,7 @@ one-vs-rest ROC AUC.
 """
 
 import numpy as np
+from scipy import stats
 from sklearn import metrics as skm
 
 
@@ -59,12 +60,32 @@ def classification_metrics(
     return out
 
 
+def _binary_auc_rows(is_positive, scores):
+    """ROC AUC of each row, as the Mann-Whitney U statistic with average ranks for ties (what
+    roc_auc_score computes from the ROC curve); NaN for a row without both classes."""
+    ranks = stats.rankdata(scores, axis=1)
+    n_pos = is_positive.sum(1)
+    n_neg = is_positive.shape[1] - n_pos
+    u = (ranks * is_positive).sum(1) - n_pos * (n_pos + 1) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+
+
+def _auc_rows(labels, probs, num_classes, positive):
+    """_auc of every resample at once: labels (S, N), probs (S, N, K) -> (S,). One call to
+    roc_auc_score per resample took 3.4 ms, most of a small run's evaluation time."""
+    if num_classes == 2:
+        return _binary_auc_rows(labels == positive, probs[..., positive])
+    per_class = [_binary_auc_rows(labels == c, probs[..., c]) for c in range(num_classes)]
+    return np.mean(per_class, axis=0)  # NaN where a class is absent, as _auc
+
+
 def _bootstrap(labels, probs, preds, num_classes, positive, samples, seed):
     """Percentile intervals over resamples of the evaluation set (with replacement)."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(labels), (samples, len(labels)))
     acc = (preds[idx] == labels[idx]).mean(1)
-    aucs = np.array([_auc(labels[i], probs[i], num_classes, positive) for i in idx])
+    aucs = _auc_rows(labels[idx], probs[idx], num_classes, positive)
     aucs = aucs[np.isfinite(aucs)]
 
     def interval(x):
