@@ -73,7 +73,8 @@ def _binary_auc_rows(is_positive, scores):
 
 def _auc_rows(labels, probs, num_classes, positive):
     """_auc of every resample at once: labels (S, N), probs (S, N, K) -> (S,). One call to
-    roc_auc_score per resample took 3.4 ms, most of a small run's evaluation time."""
+    roc_auc_score per resample took 1.6 ms: 1000 resamples cost more than a small model's
+    evaluation; these take 0.1 s."""
     if num_classes == 2:
         return _binary_auc_rows(labels == positive, probs[..., positive])
     per_class = [_binary_auc_rows(labels == c, probs[..., c]) for c in range(num_classes)]
