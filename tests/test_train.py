@@ -204,3 +204,25 @@ def test_checkpoints_from_before_vectorized_hyperparameters_still_restore(tmp_pa
     with pytest.raises(ValueError, match="hparams"):
         ckpts.restore(3, like.replace(hparams={"learning_rate": jax.numpy.float32(0.1)}))
     ckpts.close()
+
+
+def test_saving_only_the_checkpoints_needed_selects_the_same_one(tmp_path, monkeypatch):
+    """An evaluation saves when validation improves (or ties), at the end, and when
+    config.train.checkpoint_every_minutes have passed: the same checkpoint is chosen and tested
+    as when every evaluation saves."""
+    saved, real_save = [], Checkpoints.save
+
+    def counting_save(self, step, *args, **kwargs):
+        saved.append(step)
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(Checkpoints, "save", counting_save)
+    changes = {"train.num_steps": 24, "seed": 1}
+    every = train_and_evaluate(
+        tiny_config(**changes, **{"train.checkpoint_every_minutes": 0.0}), str(tmp_path / "every")
+    )
+    assert saved == list(range(2, 25, 2))
+    saved.clear()
+    needed = train_and_evaluate(tiny_config(**changes), str(tmp_path / "needed"))
+    assert needed == every
+    assert needed["selected_step"] in saved and saved[-1] == 24 and len(saved) < 12

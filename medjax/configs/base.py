@@ -118,6 +118,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.eval_every_epochs = 1.0
     c.train.ema_decay = 0.0  # > 0: evaluate an exponential moving average of the weights
     c.train.keep_checkpoints = 2  # the last K are kept, and the best by select_metric
+    # An evaluation saves a checkpoint when validation improves, at the end, and otherwise
+    # when this long has passed since the last one (what an interrupted run redoes at most;
+    # Ctrl-C saves first). 0: at every evaluation. Results do not depend on it.
+    c.train.checkpoint_every_minutes = 2.0
     c.train.select_metric = "auc"  # validation metric that picks the checkpoint tested
     c.train.select_mode = "max"
 

@@ -34,8 +34,19 @@ class Checkpoints:
             enable_async_checkpointing=True,
         )
         self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+        best = self.best_step()
+        self._best_score = -math.inf if best is None else self._score(self.manager.metrics(best))
+
+    def _score(self, metrics) -> float:
+        return _score(metrics, self.select_metric, self.select_mode)
+
+    def improves(self, metrics: dict) -> bool:
+        """Whether a checkpoint with these validation metrics would be the best so far (a tie
+        counts: best_step prefers the later of equal scores)."""
+        return self._score(metrics) >= self._best_score
 
     def save(self, step: int, state, data_state: dict, metrics: dict) -> None:
+        self._best_score = max(self._best_score, self._score(metrics))
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -52,13 +63,7 @@ class Checkpoints:
         steps = self.manager.all_steps()
         if not steps:
             return None
-        return max(
-            steps,
-            key=lambda s: (
-                _score(self.manager.metrics(s), self.select_metric, self.select_mode),
-                s,
-            ),
-        )
+        return max(steps, key=lambda s: (self._score(self.manager.metrics(s)), s))
 
     def restore(self, step: int, like_state):
         """(state, data_state) at `step`, placed with the shardings of `like_state`."""

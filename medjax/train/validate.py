@@ -86,6 +86,11 @@ def validate(config) -> None:
     _positive("config.train.log_every_steps", config.train.log_every_steps)
     _positive("config.train.eval_every_epochs", config.train.eval_every_epochs)
     _positive("config.train.keep_checkpoints", config.train.keep_checkpoints)
+    if config.train.checkpoint_every_minutes < 0:
+        raise ConfigError(
+            f"config.train.checkpoint_every_minutes must be >= 0 (0 saves at every evaluation), "
+            f"not {config.train.checkpoint_every_minutes}"
+        )
     if config.train.num_steps < 0 or (not config.train.num_steps and config.train.num_epochs <= 0):
         raise ConfigError(
             "set config.train.num_epochs or config.train.num_steps to a positive value"
