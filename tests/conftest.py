@@ -24,6 +24,16 @@ def _cache_in_tmp(tmp_path_factory):
         os.environ["MEDJAX_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Tests train the same small programs again and again; JAX's persistent compilation cache
+    (as a sweep uses it) loads them instead of compiling each time."""
+    from medjax.sweep.runner import compilation_cache
+
+    with compilation_cache(str(tmp_path_factory.mktemp("jax"))):
+        yield
+
+
 @pytest.fixture
 def medmnist_file():
     def find(name: str) -> str:
