@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 
+import jax
 import pytest
 
 from medjax.configs import get_base_config
@@ -31,6 +32,8 @@ def _compilation_cache(tmp_path_factory):
     from medjax.sweep.runner import compilation_cache
 
     with compilation_cache(str(tmp_path_factory.mktemp("jax"))):
+        # Only programs worth it: writing every small one costs about what loading saves.
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
         yield
 
 
