@@ -5,7 +5,6 @@ import os
 import pathlib
 import subprocess
 
-import jax
 import pytest
 
 from medjax.configs import get_base_config
@@ -23,18 +22,6 @@ def _cache_in_tmp(tmp_path_factory):
         os.environ.pop("MEDJAX_CACHE_DIR", None)
     else:
         os.environ["MEDJAX_CACHE_DIR"] = old
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _compilation_cache(tmp_path_factory):
-    """Tests train the same small programs again and again; JAX's persistent compilation cache
-    (as a sweep uses it) loads them instead of compiling each time."""
-    from medjax.sweep.runner import compilation_cache
-
-    with compilation_cache(str(tmp_path_factory.mktemp("jax"))):
-        # Only programs worth it: writing every small one costs about what loading saves.
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-        yield
 
 
 @pytest.fixture
