@@ -9,6 +9,7 @@ from medjax.data import (  # noqa: F401  (registers the sources)
     phantom,
     tfds_source,
 )
-from medjax.data.source import SOURCES, Dataset, Split, load_dataset
+from medjax.data.loading import load_dataset
+from medjax.data.source import SOURCES, Dataset, Split
 
 __all__ = ["SOURCES", "Dataset", "Split", "load_dataset"]
