@@ -2,11 +2,13 @@
 on the current devices.
 
     python -m medjax.bench --model resnet18 --image-size 28 --batch-size 128 --steps 20
+    python -m medjax.bench --config experiments/breastmnist_resnet18.py   # that experiment's step
     python -m medjax.bench --augment                    # default pipeline, 28 px, 224 px, 64^3
     python -m medjax.bench --augment "elastic(p=1.0)|cutout()" --per-op
 
 Prints one JSON line per measurement: images/s in steady state (after compilation), compile
-time, device kind and count. Data are random, so only speed is measured. This is what
+time, device kind and count. The steps are built by medjax.train.experiment exactly as a run
+of the same config builds them; only the data are random, so only speed is measured. This is what
 performance work is judged by; it is a benchmark, not a test.
 """
 
@@ -15,24 +17,36 @@ import json
 import time
 import types
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from medjax.cli import main_guard
+from medjax.configs import apply_overrides, get_base_config, load_config
+from medjax.ops import build_augment
+from medjax.report import run_card
+from medjax.train import sharding
+from medjax.train.experiment import build_experiment, synthetic_data
 
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="resnet18")
-    p.add_argument("--image-size", type=int, default=28)
-    p.add_argument("--channels", type=int, default=1)
+    p.add_argument(
+        "--config",
+        help="experiments/NAME.py[:args]: time that experiment's own training program (model, "
+        "optimizer, loss, augmentation, precision) on random data; the flags below override it",
+    )
+    p.add_argument("--model", help="model name (default resnet18)")
+    p.add_argument("--image-size", type=int, help="input size after preprocessing (default 28)")
+    p.add_argument("--channels", type=int, help="input channels (default 1)")
     p.add_argument("--num-classes", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, help="training batch (default 128)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
-    p.add_argument("--dtype", default="float32", help="compute dtype: float32 or bfloat16")
-    p.add_argument("--optimizer", default="adam")
-    p.add_argument("--conv", default="auto", help="convolution: auto, gemm or xla (lax.conv)")
-    p.add_argument("--depth", type=int, default=0, help="> 0: volumes of this depth (3D models)")
+    p.add_argument("--dtype", help="compute dtype: float32 (default) or bfloat16")
+    p.add_argument("--optimizer", help="optimizer name (default adam)")
+    p.add_argument("--conv", help="convolution: auto (default), gemm or xla (lax.conv)")
+    p.add_argument("--depth", type=int, help="> 0: volumes of this depth (3D models)")
     p.add_argument(
         "--model-arg",
         action="append",
@@ -40,9 +54,7 @@ def parse(argv):
         metavar="KEY=VALUE",
         help="any config.model key, e.g. members=\"('cnn', 'resnet18')\" (repeatable)",
     )
-    p.add_argument(
-        "--train-augment", default="", help="augmentation ops in the train step, '|'-separated"
-    )
+    p.add_argument("--train-augment", help="augmentation ops in the train step, '|'-separated")
     p.add_argument(
         "--augment",
         nargs="?",
@@ -76,8 +88,6 @@ DEFAULT_AUGMENT = (
 
 def _time_augment(fn, images, args) -> tuple[float, float]:
     """(images/s, compile seconds) of `fn` vmapped with per-example keys, as in the train step."""
-    import jax
-    import jax.numpy as jnp
 
     def batch(key, x):
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(x.shape[0]))
@@ -95,10 +105,6 @@ def _time_augment(fn, images, args) -> tuple[float, float]:
 def bench_augment(args) -> None:
     """Images/s of the vmapped, jit-compiled augmentation with per-example keys, as it runs
     inside the train step, for each shape; with --per-op, also each op alone."""
-    import jax
-
-    from medjax.ops import build_augment
-    from medjax.report import run_card
 
     specs = DEFAULT_AUGMENT if args.augment == "default" else tuple(args.augment.split("|"))
     chains = [("pipeline", specs)] + ([(s, (s,)) for s in specs] if args.per_op else [])
@@ -131,8 +137,6 @@ def _forward_gflops(model, state, shape) -> float | None:
     """XLA's count of one image's forward-pass floating-point operations (multiply and add
     counted separately, as papers' "FLOPs" = 2 x MACs), at float32 with XLA convolutions so
     that the count is the model's, not the implementation's."""
-    import jax
-    import jax.numpy as jnp
 
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     plain = (
@@ -154,77 +158,98 @@ def timed(fn, n):
     out = None
     for _ in range(n):
         out = fn()
-    import jax
 
     jax.block_until_ready(out)
     return time.perf_counter() - start
+
+
+# Flag -> config key, and what the flag means without --config.
+FLAGS = {
+    "model": ("model.name", "resnet18"),
+    "dtype": ("model.dtype", "float32"),
+    "conv": ("model.conv", "auto"),
+    "optimizer": ("optimizer.name", "adam"),
+    "image_size": ("data.image_size", 28),
+    "channels": ("data.channels", 1),
+    "depth": ("data.depth", 0),
+    "batch_size": ("train.batch_size", 128),
+}
+
+
+def bench_config(args):
+    """The experiment's config (or the base config), with the flags that were given on top."""
+
+    config = load_config(args.config) if args.config else get_base_config()
+    overrides = []
+    for flag, (key, default) in FLAGS.items():
+        value = getattr(args, flag)
+        if value is None and not args.config:
+            value = default
+        if value is not None:
+            overrides.append((key, str(value)))
+    if args.train_augment is not None:
+        augment = tuple(filter(None, args.train_augment.split("|")))
+        overrides.append(("data.augment", repr(augment)))
+    overrides += [("model." + kv.partition("=")[0], kv.partition("=")[2]) for kv in args.model_arg]
+    apply_overrides(config, overrides)
+    return config
 
 
 def main(argv):
     args = parse(argv)
     if args.augment is not None:
         return bench_augment(args)
-    import jax
+    config = bench_config(args)
 
-    from medjax.configs import apply_overrides, get_base_config
-    from medjax.models import build_model
-    from medjax.ops import build_augment
-    from medjax.report import run_card
-    from medjax.train import losses, sharding
-    from medjax.train.optimizers import build_optimizer
-    from medjax.train.steps import init_state, jit_steps
-
-    config = get_base_config()
-    config.model.name, config.model.dtype, config.model.conv = args.model, args.dtype, args.conv
-    config.optimizer.name = args.optimizer
-    apply_overrides(
-        config, [("model." + kv.partition("=")[0], kv.partition("=")[2]) for kv in args.model_arg]
-    )
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size("--batch-size", args.batch_size, mesh)
-    shape = (args.image_size, args.image_size, args.channels)
-    shape = (args.depth, *shape) if args.depth else shape
-    model = build_model(config.model, args.num_classes, shape[0])
+    d = config.data
+    shape = (d.image_size, d.image_size, d.channels)
+    shape = (d.depth, *shape) if d.depth else shape
+    data = synthetic_data(shape, args.num_classes, config.train.batch_size)
+    # The very program a run of this config trains with: only the data are random.
+    exp = build_experiment([config], data)
+    row = {
+        "model": config.model.name,
+        "input_shape": list(shape),
+        "num_classes": args.num_classes,
+    }
     if args.cost_only:
         variables = jax.eval_shape(
-            lambda: model.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
+            lambda: exp.model.init(
+                jax.random.key(0), np.zeros((1, *shape), np.float32), train=False
+            )
         )
         abstract = types.SimpleNamespace(
             params=variables["params"], batch_stats=variables.get("batch_stats", {})
         )
-        row = {
-            "model": args.model,
-            "input_shape": list(shape),
-            "num_classes": args.num_classes,
-            "parameters": int(sum(x.size for x in jax.tree.leaves(variables["params"]))),
-            "gflops_per_image": _forward_gflops(model, abstract, shape),
-        }
+        row["parameters"] = int(sum(x.size for x in jax.tree.leaves(variables["params"])))
+        row["gflops_per_image"] = _forward_gflops(exp.model, abstract, shape)
         print(json.dumps(row))
         return row
-    tx, _ = build_optimizer(config.optimizer, 1000, 10)
-    weights = np.ones(args.num_classes, np.float32)
-    loss_fn = lambda logits, labels: losses.softmax_xent(logits, labels, weights, 0.0)
-    augment = build_augment(args.train_augment.split("|")) if args.train_augment else None
-    train_step, eval_step = jit_steps(model, tx, loss_fn, augment, mesh)
-
-    rng = np.random.default_rng(0)
-    batch = sharding.data_sharding(mesh)
-    images = sharding.to_global(
-        rng.normal(size=(args.batch_size, *shape)).astype(np.float32), batch
+    row.update(time_steps(exp, args))
+    hw = run_card.hardware()
+    row.update(
+        device_kind=hw["device_kind"],
+        device_count=hw["device_count"],
+        host_cpu=hw["host_cpu"],
+        jax=run_card.software()["jax"],
     )
-    labels = sharding.to_global(
-        rng.integers(0, args.num_classes, args.batch_size, dtype=np.int32), batch
-    )
-    state = jax.jit(
-        lambda: init_state(model, tx, shape, 0), out_shardings=sharding.replicated(mesh)
-    )()
+    print(json.dumps(row))
+    return row
 
+
+def time_steps(exp, args) -> dict:
+    """Images/s of the compiled train and eval steps in steady state, and compile time."""
+
+    config, data = exp.config, exp.data.train
+    state = exp.init_state()
     start = time.perf_counter()
-    train_step = train_step.lower(state, images, labels).compile()
-    eval_step = eval_step.lower(state, images).compile()
+    train_step = exp.compile_train_step(state)
+    batch = sharding.data_sharding(exp.mesh)
+    images = sharding.to_global(data.images, batch)
+    labels = sharding.to_global(data.labels, batch)
+    eval_step = exp.eval_step.lower(state, images).compile()
     compile_s = time.perf_counter() - start
-    gflops = _forward_gflops(model, state, shape)
-
+    gflops = _forward_gflops(exp.model, state, exp.data.dataset.image_shape)
     holder = {"state": state}
 
     def one_step():
@@ -235,27 +260,18 @@ def main(argv):
     train_s = timed(one_step, args.steps)
     timed(lambda: eval_step(holder["state"], images), args.warmup)
     eval_s = timed(lambda: eval_step(holder["state"], images), args.steps)
-    hw = run_card.hardware()
-    print(
-        json.dumps(
-            {
-                "model": args.model,
-                "input_shape": list(shape),
-                "batch_size": args.batch_size,
-                "dtype": args.dtype,
-                "conv": args.conv,
-                "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
-                "gflops_per_image": gflops,
-                "train_images_per_s": round(args.steps * args.batch_size / train_s, 1),
-                "eval_images_per_s": round(args.steps * args.batch_size / eval_s, 1),
-                "compile_s": round(compile_s, 2),
-                "device_kind": hw["device_kind"],
-                "device_count": hw["device_count"],
-                "host_cpu": hw["host_cpu"],
-                "jax": run_card.software()["jax"],
-            }
-        )
-    )
+    n = config.train.batch_size
+    return {
+        "batch_size": n,
+        "dtype": config.model.dtype,
+        "conv": config.model.conv,
+        "augment": list(config.data.augment),
+        "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
+        "gflops_per_image": gflops,
+        "train_images_per_s": round(args.steps * n / train_s, 1),
+        "eval_images_per_s": round(args.steps * n / eval_s, 1),
+        "compile_s": round(compile_s, 2),
+    }
 
 
 if __name__ == "__main__":

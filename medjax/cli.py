@@ -4,7 +4,7 @@ import argparse
 import sys
 
 from medjax.configs import apply_overrides, load_config
-from medjax.errors import ConfigError, MedjaxError
+from medjax.errors import ConfigError, MedjaxError, disk_error
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -32,11 +32,27 @@ def config_from_args(args, overrides):
 
 
 def main_guard(fn, argv=None):
-    """Run `fn(argv)`, turning user-facing errors into one message and exit status 2."""
+    """Run `fn(argv)`, turning user-facing errors into one message and exit status 2 (130 or
+    143 after Ctrl-C or SIGTERM), without a traceback from deep inside a library."""
     try:
         return fn(sys.argv[1:] if argv is None else argv)
     except MedjaxError as e:
         print(f"medjax: error: {e}", file=sys.stderr)
+        codes = {"SIGINT": 130, "SIGTERM": 143}  # what shells and schedulers expect
+        raise SystemExit(codes.get(getattr(e, "signal_name", ""), 2)) from None
+    except KeyboardInterrupt:
+        print("medjax: interrupted; nothing past the last checkpoint was saved", file=sys.stderr)
+        raise SystemExit(130) from None
+    except OSError as e:
+        reason = disk_error(e)
+        if reason is None:
+            raise
+        print(
+            f"medjax: error: {reason} ({e.filename or e}); free space or fix the folder's "
+            f"permissions, then run the same command again: a training run resumes from its "
+            f"last checkpoint",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 

@@ -16,35 +16,34 @@ from medjax.cli import base_parser, config_from_args, main_guard, split_override
 
 def augmented_grid(config, examples: int, draws: int, with_mix: bool = False):
     """(originals, preprocessed and augmented images (examples, 1 + draws, H, W, C), labels,
-    class names), everything on the host."""
+    class names), everything on the host. Draw d is the train step's own augmentation (from
+    the same experiment builder) with the keys step d gives the first positions of its batch."""
     import jax
     import numpy as np
 
-    from medjax import data as data_lib
+    from medjax.data import load_dataset
     from medjax.data.pipeline import preprocess_dataset
-    from medjax.train.loop import build_pipeline_fns
+    from medjax.train.experiment import build_experiment, pipeline_fns, with_oversampling
+    from medjax.train.steps import example_keys, seed_keys, step_keys
 
-    preprocess, augment, mix = build_pipeline_fns(config)
-    dataset = data_lib.load_dataset(config.data)
-    train = dataset.splits["train"]
+    raw = load_dataset(config.data)
+    train = raw.splits["train"]
     # Evenly spaced examples, so every class tends to show up.
     pick = np.linspace(0, len(train) - 1, examples).astype(int)
-    dataset.splits = {"train": train}  # val and test are not shown
-    dataset, _ = preprocess_dataset(dataset, preprocess)
+    dataset, fitted = preprocess_dataset(raw, pipeline_fns(config)[0])
+    exp = build_experiment([config], with_oversampling(dataset, config, raw.summary(), fitted))
     images = dataset.splits["train"].images[pick]
-    key = jax.random.key(config.seed)
+    state_key = seed_keys(config.seed)[1]
     rows = [images]
-    for d in range(draws):
-        if augment is None:
+    for step in range(draws):
+        if exp.augment_fn is None:
             rows.append(images)
             continue
-        keys = jax.vmap(lambda i, d=d: jax.random.fold_in(jax.random.fold_in(key, d), i))(
-            np.arange(examples)
-        )
-        out = jax.jit(jax.vmap(augment))(keys, images)
-        if with_mix and mix is not None:
+        augment_key, _, mix_key = step_keys(state_key, step)
+        out = jax.jit(jax.vmap(exp.augment_fn))(example_keys(augment_key, examples), images)
+        if with_mix and exp.mix_fn is not None:
             onehot = jax.nn.one_hot(train.labels[pick], dataset.num_classes)
-            out, _ = mix(jax.random.fold_in(key, 10_000 + d), out, onehot)
+            out, _ = exp.mix_fn(mix_key, out, onehot)
         rows.append(np.asarray(out))
     return train.images[pick], np.stack(rows, 1), train.labels[pick], dataset.class_names
 

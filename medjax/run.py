@@ -20,7 +20,8 @@ def main(argv):
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="delete an earlier run with a different config in --workdir",
+        help="delete an earlier run with a different config in --workdir (only the files a "
+        "medjax run writes; anything else there is refused)",
     )
     args = parser.parse_args(rest)
     config = config_from_args(args, overrides)

@@ -3,6 +3,7 @@ a file missing they fail, so CI (which sets it) can never pass by silently skipp
 
 import os
 import pathlib
+import signal
 import subprocess
 
 import pytest
@@ -73,3 +74,14 @@ def tiny_config(**changes):
             node = node[p]
         node[leaf] = value
     return c.lock()
+
+
+def interrupt_at(step: int, sig=signal.SIGINT):
+    """A training hook that sends this process `sig` after `step`, as Ctrl-C or a scheduler's
+    SIGTERM would: the loop then saves a checkpoint and raises medjax.errors.Interrupted."""
+
+    def hook(at, state):
+        if at == step:
+            os.kill(os.getpid(), sig)
+
+    return hook

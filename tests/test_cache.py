@@ -10,9 +10,10 @@ import pytest
 from medjax.configs import get_base_config
 from medjax.data import cache, load_dataset
 from medjax.data.pipeline import preprocess_dataset
+from medjax.errors import Interrupted
 from medjax.ops import build_preprocess
 from medjax.train.loop import train_and_evaluate
-from tests.conftest import tiny_config
+from tests.conftest import interrupt_at, tiny_config
 from tests.test_medmnist import write_medmnist
 
 
@@ -179,9 +180,11 @@ def test_cache_dir_defaults_to_the_environment(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_training_run_reuses_the_cache_and_still_records_the_data(tmp_path, capsys):
     config = tiny_config(**{"train.num_steps": 2, "data.cache_dir": str(tmp_path / "cache")})
-    train_and_evaluate(config, str(tmp_path / "a"), stop_at_step=1)  # the data part is enough
+    with pytest.raises(Interrupted):  # the data part is enough
+        train_and_evaluate(config, str(tmp_path / "a"), hooks=[interrupt_at(1)])
     assert "cache written" in capsys.readouterr().out
-    train_and_evaluate(config, str(tmp_path / "b"), stop_at_step=1)
+    with pytest.raises(Interrupted):
+        train_and_evaluate(config, str(tmp_path / "b"), hooks=[interrupt_at(1)])
     out = capsys.readouterr().out
     assert "data: cache hit" in out and "data: phantom(" in out
     first, second = (json.loads((tmp_path / w / "data_summary.json").read_text()) for w in "ab")

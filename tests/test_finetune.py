@@ -6,18 +6,18 @@ import jax
 import numpy as np
 import pytest
 
-from medjax.errors import ConfigError
+from medjax.errors import ConfigError, Interrupted
 from medjax.train.loop import train_and_evaluate
 from medjax.weights import read_torch_file
 
-from .conftest import ROOT, tiny_config
+from .conftest import ROOT, interrupt_at, tiny_config
 from .test_train import _final_params
 
 
 def _initial(config, tmp_path):
     """The parameters at step 0: a zero-step-learning-rate run keeps them."""
-    out = train_and_evaluate(config, str(tmp_path), stop_at_step=1)
-    assert out == {"stopped_at_step": 1}
+    with pytest.raises(Interrupted):
+        train_and_evaluate(config, str(tmp_path), hooks=[interrupt_at(1)])
     return _final_params(str(tmp_path), config)[1]
 
 

@@ -12,14 +12,15 @@ import pytest
 from scipy import stats as sps
 
 from medjax.cli import config_from_args, split_overrides
+from medjax.configs import config_diff
 from medjax.errors import ConfigError, TrainingError, WorkdirError
-from medjax.sweep import grid, load_sweep, product, runner, stats
+from medjax.sweep import grid, load_sweep, modes, product, runner, stats
 from medjax.sweep.__main__ import main
 from medjax.sweep.summary import write_summary
 from medjax.train import loop
 from medjax.train import workdir as wd
 
-from .conftest import ROOT
+from .conftest import ROOT, interrupt_at
 
 ABLATIONS = sorted((ROOT / "experiments" / "ablations").glob("*.py"))
 SMOKE = f"{ROOT / 'experiments/ablations/breastmnist_optimizer_activation.py'}:smoke"
@@ -69,10 +70,11 @@ def _fake_train(fail=()):
     (adam better than sgd, seed adds a little), or raises what `fail` maps the run to."""
     calls = []
 
-    def train(config, workdir, overwrite=False, stop_at_step=0):
+    def train(config, workdir, overwrite=False, hooks=()):
         name = os.path.basename(workdir)
         calls.append(name)
-        wd.prepare(workdir, config, overwrite)
+        wd.make(workdir)
+        wd.claim(workdir, config, overwrite)
         if name in dict(fail):
             raise dict(fail)[name]
         auc = 0.7 + 0.1 * (config.optimizer.name == "adam") + 0.01 * config.seed
@@ -120,7 +122,9 @@ def test_product_names_and_factors():
     long = grid.run_name({"k": "x" * 300})
     assert len(long) == grid._MAX_NAME and long != grid.run_name({"k": "x" * 301})
     runs = product({"opt": linked, "act": ["relu", "tanh"], "seed": range(2)})
-    settings = [grid.Run("", {k: grid.as_text(v) for k, v in r.items()}).setting for r in runs]
+    settings = [
+        grid.PlannedRun("", {k: grid.as_text(v) for k, v in r.items()}).setting for r in runs
+    ]
     # o.lr follows from o.name: one factor, so optimizer x activation stays two-dimensional
     assert grid.factors(list(dict.fromkeys(settings))) == ["o.name", "act"]
 
@@ -168,15 +172,9 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
 def test_interrupted_sweep_resumes_where_it_stopped(sweep_file, tmp_path, monkeypatch):
     real, calls = loop.train_and_evaluate, []
 
-    def interrupt_second_run(config, workdir, overwrite=False, stop_at_step=0):
+    def interrupt_second_run(config, workdir, overwrite=False, hooks=()):
         calls.append(os.path.basename(workdir))
-        if len(calls) < 2:
-            return real(config, workdir, overwrite)
-        real(config, workdir, overwrite, stop_at_step=3)
-        try:  # what the training loop does with Ctrl-C once its checkpoint is saved
-            raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            raise TrainingError("interrupted at step 3; checkpoint saved") from None
+        return real(config, workdir, overwrite, [interrupt_at(3)] if len(calls) == 2 else [])
 
     monkeypatch.setattr(loop, "train_and_evaluate", interrupt_second_run)
     argv = ["--config", f"{sweep_file}:runs=3", "--workdir", str(tmp_path / "w")]
@@ -326,7 +324,7 @@ def test_emitted_commands_rebuild_each_runs_config(tmp_path, capsys):
         assert config.eval.batch_size == 32
         with config.unlocked():
             config.eval.batch_size = run.config.eval.batch_size
-        assert wd.config_dict(config) == wd.config_dict(run.config)
+        assert not config_diff(config, run.config)
 
 
 def test_submitit_missing_is_one_clear_error_and_a_stub_gets_one_job_per_run(tmp_path, monkeypatch):
@@ -356,7 +354,7 @@ def test_submitit_missing_is_one_clear_error_and_a_stub_gets_one_job_per_run(tmp
     main([*argv, "--submitit-param", "timeout_min=30", "--submitit-param", "slurm_partition=gpu"])
     assert params["timeout_min"] == 30 and params["slurm_partition"] == "gpu"
     sweep = load_sweep(SMOKE)
-    assert len(jobs) == 8 and all(fn is runner.run_command for fn, _ in jobs)
+    assert len(jobs) == 8 and all(fn is modes.run_command for fn, _ in jobs)
     assert jobs[0][1][0] == runner.command(sweep, str(tmp_path / "w"), sweep.runs[0])
     manifest = json.loads((tmp_path / "w/sweep.json").read_text())
     assert [s["job_id"] for s in manifest["submitted"]] == [str(i) for i in range(101, 109)]
@@ -378,7 +376,7 @@ def test_parallel_slots_get_gpus_round_robin(sweep_file, tmp_path, monkeypatch):
             return self.returncode
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    monkeypatch.setattr(runner.subprocess, "Popen", Proc)
+    monkeypatch.setattr(modes.subprocess, "Popen", Proc)
     with pytest.raises(TrainingError, match="1 of 4 runs failed"):
         main(["--config", sweep_file, "--workdir", str(tmp_path / "w"), "--parallel", "4"])
     assert [e["CUDA_VISIBLE_DEVICES"] for e in started] == ["0", "1", "0", "1"]

@@ -8,12 +8,12 @@ import jax
 import numpy as np
 import pytest
 
-from medjax.errors import TrainingError, WorkdirError
+from medjax.errors import Interrupted, TrainingError, WorkdirError
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.loop import train_and_evaluate
 from medjax.train.steps import TrainState
 
-from .conftest import ROOT, tiny_config
+from .conftest import ROOT, interrupt_at, tiny_config
 
 
 def _read_jsonl(path):
@@ -72,8 +72,8 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
         }
     )
     train_and_evaluate(config, str(tmp_path / "straight"))
-    out = train_and_evaluate(config, str(tmp_path / "resumed"), stop_at_step=5)
-    assert out == {"stopped_at_step": 5}
+    with pytest.raises(Interrupted, match="SIGINT at step 5: checkpoint saved"):
+        train_and_evaluate(config, str(tmp_path / "resumed"), hooks=[interrupt_at(5)])
     train_and_evaluate(config, str(tmp_path / "resumed"))
     step_a, a = _final_params(str(tmp_path / "straight"), config)
     step_b, b = _final_params(str(tmp_path / "resumed"), config)

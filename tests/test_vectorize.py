@@ -9,13 +9,13 @@ import jax
 import numpy as np
 import pytest
 
-from medjax.errors import ConfigError, TrainingError
+from medjax.errors import ConfigError, Interrupted, TrainingError
 from medjax.sweep import load_sweep, runner
 from medjax.sweep.__main__ import main
 from medjax.train import loop
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.loop import train_and_evaluate, train_and_evaluate_runs
-from tests.conftest import tiny_config
+from tests.conftest import interrupt_at, tiny_config
 from tests.test_sweep import SWEEP_FILE, _fake_train, _rows
 
 # SGD: its steps are proportional to the gradients, so the rounding differences of a vmapped
@@ -54,8 +54,8 @@ def test_vectorized_seeds_match_separate_runs_and_resume_exactly(tmp_path):
     """Two seeds trained together, interrupted and resumed, end where each seed alone ends."""
     configs = [tiny_config(seed=s, **CHANGES) for s in (0, 1)]
     dirs = [str(tmp_path / f"seed{s}") for s in (0, 1)]
-    out = train_and_evaluate_runs(configs, dirs, stop_at_step=5)
-    assert out == [{"stopped_at_step": 5}] * 2
+    with pytest.raises(Interrupted):
+        train_and_evaluate_runs(configs, dirs, hooks=[interrupt_at(5)])
     together = train_and_evaluate_runs(configs, dirs)
     alone = train_and_evaluate(configs[1], str(tmp_path / "alone1"))
     assert together[1]["selected_step"] == alone["selected_step"]
@@ -92,7 +92,8 @@ def test_vectorized_hyperparameters_match_separate_runs_and_go_on_alone(tmp_path
     sgd = {"optimizer.name": "sgd", "optimizer.schedule": "cosine"}
     configs = [tiny_config(**{"vectorize": HPARAMS, **sgd, **g}) for g in GRID]
     dirs = [str(tmp_path / f"run{i}") for i in (0, 1)]
-    train_and_evaluate_runs(configs, dirs, stop_at_step=6)  # stacked for half the run
+    with pytest.raises(Interrupted):  # stacked for half the run
+        train_and_evaluate_runs(configs, dirs, hooks=[interrupt_at(6)])
     results = [train_and_evaluate(c, d) for c, d in zip(configs, dirs, strict=True)]
     plain_dir = str(tmp_path / "plain1")
     plain = train_and_evaluate(tiny_config(**sgd, **GRID[1]), plain_dir)  # no vectorize at all
@@ -126,9 +127,9 @@ def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
     argv = ["--config", sweep_file, "--workdir", str(tmp_path / "w"), "--config.vectorize=seed"]
     real_runs, groups_seen = loop.train_and_evaluate_runs, []
 
-    def record(configs, workdirs, overwrite=False, stop_at_step=0):
+    def record(configs, workdirs, overwrite=False, hooks=()):
         groups_seen.append(sorted(os.path.basename(w) for w in workdirs))
-        return real_runs(configs, workdirs, overwrite, stop_at_step)
+        return real_runs(configs, workdirs, overwrite, hooks)
 
     monkeypatch.setattr(loop, "train_and_evaluate_runs", record)
     main(argv)
@@ -142,7 +143,7 @@ def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
     assert card["trained_together"] == 2 and card["seed"] == 1
 
     # A group that fails (one seed diverges) is retried run by run: only that run fails.
-    def diverge(configs, workdirs, overwrite=False, stop_at_step=0):
+    def diverge(configs, workdirs, overwrite=False, hooks=()):
         raise TrainingError("the loss stopped being finite")
 
     train, calls = _fake_train({"optimizer.name=adam,seed=1": TrainingError("not finite")})

@@ -16,9 +16,10 @@ import sys
 
 from medjax.cli import main_guard, split_overrides
 from medjax.errors import ConfigError, TrainingError
-from medjax.sweep import runner
+from medjax.sweep import modes, runner
 from medjax.sweep.grid import load_sweep
 from medjax.sweep.summary import write_summary
+from medjax.train import workdir as wd
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,25 +120,27 @@ def main(argv):
         for r in sweep.runs
         if r.name in rerun or runner.status_of(runner.run_dir(workdir, r.name)) != "finished"
     ]
-    runner.write_manifest(sweep, workdir, argv)
-    if args.emit_commands:
-        print(f"# {len(todo)} of {len(sweep.runs)} runs unfinished", file=sys.stderr)
-        for line in runner.emit_commands(sweep, workdir, todo, rerun):
-            print(line)
-        return
-    if args.submitit:
-        params = _submitit_params(args.submitit_param)
-        for name, job in runner.submit_submitit(sweep, workdir, todo, rerun, params):
-            print(f"{job} {name}")
-        print(f"when the jobs are done: python -m medjax.sweep --summarize {workdir}")
-        return
-    try:
-        if args.parallel:
-            runner.run_parallel(sweep, workdir, todo, rerun, args.parallel)
-        else:
-            runner.run_sequential(sweep, workdir, todo, rerun)
-    finally:
-        info = _report(workdir)
+    wd.make(workdir)
+    with wd.Lock(workdir):  # one sweep at a time in a workdir
+        runner.write_manifest(sweep, workdir, argv)
+        if args.emit_commands:
+            print(f"# {len(todo)} of {len(sweep.runs)} runs unfinished", file=sys.stderr)
+            for line in modes.emit_commands(sweep, workdir, todo, rerun):
+                print(line)
+            return
+        if args.submitit:
+            params = _submitit_params(args.submitit_param)
+            for name, job in modes.submit_submitit(sweep, workdir, todo, rerun, params):
+                print(f"{job} {name}")
+            print(f"when the jobs are done: python -m medjax.sweep --summarize {workdir}")
+            return
+        try:
+            if args.parallel:
+                modes.run_parallel(sweep, workdir, todo, rerun, args.parallel)
+            else:
+                modes.run_sequential(sweep, workdir, todo, rerun)
+        finally:
+            info = _report(workdir)
     if info["failed"]:
         names = ", ".join(info["failed_runs"][:3]) + (" ..." if info["failed"] > 3 else "")
         raise TrainingError(

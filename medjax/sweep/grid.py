@@ -61,7 +61,9 @@ def run_name(texts: dict) -> str:
 
 
 @dataclasses.dataclass
-class Run:
+class PlannedRun:
+    """A run the sweep plans: its name, its overrides and its resolved config."""
+
     name: str
     texts: dict  # config key -> override text, in the order sweep() gave them
     config: object = None  # the resolved, validated ConfigDict
@@ -138,7 +140,7 @@ def load_sweep(spec: str, overrides=()) -> Sweep:
             validate(config)
         except ConfigError as e:
             raise ConfigError(f"sweep() in {path}, run {name}: {e}") from None
-        runs.append(Run(name, texts, config))
+        runs.append(PlannedRun(name, texts, config))
     first = runs[0].config.train
     return Sweep(
         spec,

@@ -12,7 +12,7 @@ import os
 
 from medjax.errors import WorkdirError
 from medjax.sweep import plots, stats
-from medjax.sweep.grid import Run, factors, settings
+from medjax.sweep.grid import PlannedRun, factors, settings
 from medjax.sweep.plots import metric_label
 from medjax.sweep.runner import FAILED, MANIFEST, run_dir, status_of
 
@@ -50,7 +50,11 @@ def collect(workdir: str) -> tuple[dict, list]:
     records = []
     for entry in manifest["runs"]:
         d = run_dir(workdir, entry["name"])
-        rec = {"run": Run(entry["name"], entry["overrides"]), "status": status_of(d), "error": ""}
+        rec = {
+            "run": PlannedRun(entry["name"], entry["overrides"]),
+            "status": status_of(d),
+            "error": "",
+        }
         rec["metrics"], rec["timings"] = {}, {}
         if rec["status"] == "finished":
             results = _read(os.path.join(d, "results.json"))

@@ -4,7 +4,6 @@ import types
 
 import optax
 
-from medjax.errors import ConfigError
 from medjax.registry import Registry
 
 OPTIMIZERS = Registry("optimizer", "config.optimizer.name")
@@ -41,10 +40,6 @@ def build_optimizer(
     differ in them (medjax.train.vectorize); the transformation's state has the same structure
     whatever their values.
     """
-    if c.learning_rate <= 0:
-        raise ConfigError(f"config.optimizer.learning_rate must be positive, not {c.learning_rate}")
-    if c.weight_decay < 0 or c.grad_clip_norm < 0:
-        raise ConfigError("config.optimizer.weight_decay and grad_clip_norm must be >= 0")
     hparams = hparams or {}
     make = OPTIMIZERS.get(c.name)
     lr = learning_rate or hparams.get("learning_rate", c.learning_rate)

@@ -31,8 +31,23 @@ class TrainState:
     hparams: Any = ()
 
 
+def seed_keys(seed: int):
+    """(key of the initial weights, key the run's randomness is folded from)."""
+    return jax.random.split(jax.random.key(seed))
+
+
+def step_keys(state_key, step):
+    """(augmentation, dropout, mixing) keys of one train step."""
+    return jax.random.split(jax.random.fold_in(state_key, step), 3)
+
+
+def example_keys(augment_key, batch_size: int):
+    """One augmentation key per position in the global batch."""
+    return jax.vmap(lambda i: jax.random.fold_in(augment_key, i))(jnp.arange(batch_size))
+
+
 def init_state(model, tx, image_shape, seed: int, ema: bool = False, hparams=()) -> TrainState:
-    init_key, state_key = jax.random.split(jax.random.key(seed))
+    init_key, state_key = seed_keys(seed)
     variables = model.init(init_key, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
     return TrainState(
@@ -79,11 +94,9 @@ def make_train_step(
 
     def train_step(state: TrainState, images, labels):
         tx_, loss_ = per_run(state.hparams) if per_run and state.hparams else (tx, loss_fn)
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-        aug_key, dropout_key, mix_key = jax.random.split(key, 3)
+        aug_key, dropout_key, mix_key = step_keys(jax.random.wrap_key_data(state.rng), state.step)
         if augment_fn is not None:
-            keys = jax.vmap(lambda i: jax.random.fold_in(aug_key, i))(jnp.arange(len(images)))
-            images = jax.vmap(augment_fn)(keys, images)
+            images = jax.vmap(augment_fn)(example_keys(aug_key, len(images)), images)
         targets = labels
         if mix_fn is not None:
             num_classes = model.num_classes

@@ -1,36 +1,140 @@
-"""Check a whole config before anything runs: every name resolves, every size is sensible.
+"""Check a whole config before anything runs: every value has its key's type, every name
+resolves, every size is sensible.
 
 A run that would fail on a typo after loading data (or after an hour of training) fails here
-instead, and leaves no trace in its workdir.
+instead, and leaves no trace in its workdir. `validate` is the one entry point: the keys of
+the data sources, the ops and the models are checked by the code that owns them (the same
+checks then guard direct use of that code), the rest here. `check_devices` and `check_data`
+are the checks that need the devices or the loaded data.
 """
 
+import ml_collections
+
+from medjax.configs import get_base_config
 from medjax.data import SOURCES, imbalance, splits
 from medjax.data.decode import FITS
 from medjax.data.dicom import parse_window
 from medjax.data.files import ON_ERROR
 from medjax.errors import ConfigError
+from medjax.models import build_model
 from medjax.models.conv import IMPLS
-from medjax.models.layers import ACTIVATIONS, DTYPES, NORMS
-from medjax.models.registry import MODELS
+from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.train import sharding, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
+from medjax.weights.load import SOURCES as WEIGHT_SOURCES
 
 SELECT_METRICS = ("auc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity")
 
 
-def _positive(name, value):
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, not {value}")
+def _positive(value):
+    return None if value > 0 else "must be positive"
 
 
-def _check_files(data) -> None:
-    """The keys of the file sources (image_folder, csv, dicom, nifti)."""
-    if data.fit not in FITS:
-        raise ConfigError(f"config.data.fit must be one of {', '.join(FITS)}, not {data.fit!r}")
-    if data.on_error not in ON_ERROR:
-        raise ConfigError(
-            f"config.data.on_error must be one of {', '.join(ON_ERROR)}, not {data.on_error!r}"
+def _at_least(low):
+    return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def _fraction(value):  # [0, 1)
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def _one_of(*names):
+    return lambda value: None if value in names else f"must be one of {', '.join(names)}"
+
+
+# key -> check(value) -> None, or what is wrong with the value
+RULES = {
+    "data.image_size": _positive,
+    "data.channels": _positive,
+    "data.max_pixels": _positive,
+    "data.max_examples_per_split": _at_least(0),
+    "data.fit": _one_of(*FITS),
+    "data.on_error": _one_of(*ON_ERROR),
+    "model.dropout": _fraction,
+    "model.stochastic_depth": _fraction,
+    "model.width_multiplier": _positive,
+    "model.conv": _one_of(*IMPLS),
+    "model.pretrained_source": _one_of(*WEIGHT_SOURCES),
+    "optimizer.learning_rate": _positive,
+    "optimizer.warmup_epochs": _at_least(0),
+    "optimizer.weight_decay": _at_least(0),
+    "optimizer.momentum": _fraction,
+    "optimizer.grad_clip_norm": _at_least(0),
+    "optimizer.head_learning_rate": _at_least(0),
+    "loss.label_smoothing": _fraction,
+    "loss.effective_beta": _fraction,
+    "loss.focal_gamma": _at_least(0),
+    "loss.class_weights": _one_of(*CLASS_WEIGHTS),
+    "train.batch_size": _positive,
+    "train.num_epochs": _at_least(0),
+    "train.num_steps": _at_least(0),
+    "train.log_every_steps": _positive,
+    "train.eval_every_epochs": _positive,
+    "train.keep_checkpoints": _positive,
+    "train.checkpoint_every_minutes": _at_least(0),
+    "train.ema_decay": _fraction,
+    "train.select_metric": _one_of(*SELECT_METRICS),
+    "train.select_mode": _one_of("max", "min"),
+    "eval.batch_size": _positive,
+    "eval.bootstrap_samples": _at_least(0),
+}
+
+
+def _types(config, defaults, prefix="") -> None:
+    """Every value of the type of its key's default (an int where a float is expected is
+    fine), tuples element by element: `--config.model.widths=abc` fails here, not in JAX."""
+    for key, default in defaults.items():
+        name, value = prefix + key, config[key]
+        if isinstance(default, ml_collections.ConfigDict):
+            _types(value, default, name + ".")
+        elif not _same_type(value, default):
+            raise ConfigError(
+                f"config.{name}={value!r} must be a {_type_name(default)} like {default!r}"
+            )
+
+
+def _same_type(value, default) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, tuple | list):
+        kinds = {type(d) for d in default}
+        return isinstance(value, tuple | list) and all(
+            not kinds or _same_type(v, default[0]) for v in value
         )
+    return isinstance(value, type(default))
+
+
+def _type_name(default) -> str:
+    if isinstance(default, tuple | list) and default:
+        return f"tuple of {type(default[0]).__name__}"
+    return type(default).__name__
+
+
+def validate(config) -> None:
+    """Raise a ConfigError naming the first key whose value cannot work."""
+    _types(config, get_base_config())
+    for key, rule in RULES.items():
+        section, field = key.split(".")
+        problem = rule(config[section][field])
+        if problem:
+            raise ConfigError(f"config.{key}={config[section][field]!r} {problem}")
+    _check_data_keys(config.data)
+    _check_model_keys(config)
+    LOSSES.get(config.loss.name)
+    OPTIMIZERS.get(config.optimizer.name)
+    SCHEDULES.get(config.optimizer.schedule)
+    vectorize.check_keys(config.vectorize)
+    if not config.train.num_steps and config.train.num_epochs <= 0:
+        raise ConfigError(
+            "set config.train.num_epochs or config.train.num_steps to a positive value"
+        )
+
+
+def _check_data_keys(data) -> None:
+    SOURCES.get(data.source)
     parse_window(data.dicom_window)
     if data.slice_axis not in (-1, 0, 1, 2):
         raise ConfigError(
@@ -42,65 +146,34 @@ def _check_files(data) -> None:
             f"config.data.depth={data.depth} with slice_axis={data.slice_axis}: set depth > 0 "
             f"for volumes or slice_axis >= 0 for 2D slices of them, not both (depth >= 0)"
         )
-    _positive("config.data.image_size", data.image_size)
-    _positive("config.data.max_pixels", data.max_pixels)
+    splits.check_config(data)
+    imbalance.check_sampler(data.sampler)
+    imbalance.parse_oversample(data.oversample)
+    build_preprocess(data.preprocess)
+    build_augment(data.augment)
+    build_mix(data.mix)
 
 
-def validate(config) -> None:
-    SOURCES.get(config.data.source)
-    _check_files(config.data)
-    MODELS.get(config.model.name)
-    ACTIVATIONS.get(config.model.activation)
-    NORMS.get(config.model.norm)
-    if config.model.dtype not in DTYPES:
+def _check_model_keys(config) -> None:
+    """The model's own keys, checked by building it (no weights are made) at a size every
+    model takes: the input size is checked once the data, preprocessed, has one."""
+    build_model(config.model, num_classes=2, image_size=512)
+
+
+def check_devices(config, mesh) -> None:
+    sharding.check_batch_size("config.train.batch_size", config.train.batch_size, mesh)
+    sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
+
+
+def check_data(config, class_names: list, num_train: int) -> None:
+    """The keys whose valid values depend on the loaded data."""
+    if not 0 <= config.eval.positive_class < len(class_names):
         raise ConfigError(
-            f"config.model.dtype must be one of {', '.join(DTYPES)}, not {config.model.dtype!r}"
+            f"config.eval.positive_class={config.eval.positive_class} is not one of "
+            f"the {len(class_names)} classes {class_names}"
         )
-    if config.model.conv not in IMPLS:
+    if config.train.batch_size > num_train:
         raise ConfigError(
-            f"config.model.conv must be one of {', '.join(IMPLS)}, not {config.model.conv!r}"
+            f"config.train.batch_size={config.train.batch_size} exceeds the {num_train} "
+            f"training images; lower it"
         )
-    OPTIMIZERS.get(config.optimizer.name)
-    SCHEDULES.get(config.optimizer.schedule)
-    LOSSES.get(config.loss.name)
-    if config.loss.class_weights not in CLASS_WEIGHTS:
-        raise ConfigError(
-            f"config.loss.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, not "
-            f"{config.loss.class_weights!r}"
-        )
-    if not 0 <= config.loss.effective_beta < 1:
-        raise ConfigError(
-            f"config.loss.effective_beta must be in [0, 1) (0.99-0.9999 is usual), not "
-            f"{config.loss.effective_beta}"
-        )
-    if config.loss.focal_gamma < 0:
-        raise ConfigError(f"config.loss.focal_gamma must be >= 0, not {config.loss.focal_gamma}")
-    splits.check_config(config.data)
-    imbalance.check_sampler(config.data.sampler)
-    imbalance.parse_oversample(config.data.oversample)
-    if not 0 <= config.loss.label_smoothing < 1 or not 0 <= config.model.dropout < 1:
-        raise ConfigError("config.loss.label_smoothing and config.model.dropout must be in [0, 1)")
-    _positive("config.optimizer.learning_rate", config.optimizer.learning_rate)
-    _positive("config.train.batch_size", config.train.batch_size)
-    _positive("config.eval.batch_size", config.eval.batch_size)
-    _positive("config.train.log_every_steps", config.train.log_every_steps)
-    _positive("config.train.eval_every_epochs", config.train.eval_every_epochs)
-    _positive("config.train.keep_checkpoints", config.train.keep_checkpoints)
-    if config.train.checkpoint_every_minutes < 0:
-        raise ConfigError(
-            f"config.train.checkpoint_every_minutes must be >= 0 (0 saves at every evaluation), "
-            f"not {config.train.checkpoint_every_minutes}"
-        )
-    if config.train.num_steps < 0 or (not config.train.num_steps and config.train.num_epochs <= 0):
-        raise ConfigError(
-            "set config.train.num_epochs or config.train.num_steps to a positive value"
-        )
-    if not 0 <= config.train.ema_decay < 1:
-        raise ConfigError(
-            f"config.train.ema_decay must be in [0, 1) (0 disables; 0.99-0.999 is usual), "
-            f"not {config.train.ema_decay}"
-        )
-    if config.train.select_metric not in SELECT_METRICS:
-        raise ConfigError(f"config.train.select_metric must be one of {', '.join(SELECT_METRICS)}")
-    if config.train.select_mode not in ("max", "min"):
-        raise ConfigError("config.train.select_mode must be 'max' or 'min'")

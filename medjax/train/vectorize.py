@@ -21,9 +21,8 @@ and sweeps"): what is left per run is host work (evaluation, checkpoints).
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from medjax.configs import flatten
+from medjax.configs import config_diff
 from medjax.errors import ConfigError
 
 # config key -> its name in TrainState.hparams (None: not a hyperparameter of the step)
@@ -48,9 +47,8 @@ def hparams(config) -> dict:
     return out
 
 
-def check(configs) -> bool:
-    """True when `configs` are K > 1 runs to stack; raises ConfigError when they cannot be."""
-    keys = tuple(configs[0].vectorize)
+def check_keys(keys) -> None:
+    """config.vectorize names only keys that leave the compiled program alone."""
     bad = [k for k in keys if k not in VECTORIZABLE]
     if bad:
         raise ConfigError(
@@ -58,13 +56,15 @@ def check(configs) -> bool:
             f"{list(VECTORIZABLE)} (other settings change the compiled program: run them "
             f"separately)"
         )
+
+
+def check(configs) -> bool:
+    """True when `configs` are K > 1 runs to stack; raises ConfigError when they cannot be."""
+    keys = tuple(configs[0].vectorize)
     if len(configs) == 1:
         return False
-    first = flatten(configs[0].to_dict())
     for config in configs[1:]:
-        other = flatten(config.to_dict())
-        differ = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
-        extra = [k for k in differ if k not in keys]
+        extra = [k for k in config_diff(configs[0], config) if k not in keys]
         if extra:
             raise ConfigError(
                 f"runs trained together may differ only in config.vectorize={list(keys)}, but "
@@ -107,35 +107,3 @@ def stacked(fn, members: int, shared: tuple[int, ...] = ()):
         return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
     return unrolled
-
-
-class Runs:
-    """K runs' states: one unstacked state (K = 1), or K stacked on a leading axis."""
-
-    def __init__(self, count: int, vectorized: bool):
-        self.count, self.vectorized = count, vectorized
-        # One compiled program each way: slicing leaf by leaf dispatches (and first compiles)
-        # one tiny program per leaf and shape, seconds per checkpoint.
-        self._split = jax.jit(
-            lambda s: [jax.tree.map(lambda x, k=k: x[k], s) for k in range(count)]
-        )
-        self._stack = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states))
-
-    def split(self, state) -> list:
-        """The K runs' own states."""
-        return self._split(state) if self.vectorized else [state]
-
-    def stack(self, states: list, sharding):
-        if not self.vectorized:
-            return states[0]
-        return jax.device_put(self._stack(states), sharding)
-
-    def rows(self, tree) -> list:
-        """Per-run host values of a pytree of (K,)-or-scalar arrays."""
-        tree = jax.device_get(tree)
-        if not self.vectorized:
-            return [tree]
-        return [jax.tree.map(lambda x, i=i: np.asarray(x)[i], tree) for i in range(self.count)]
-
-    def batch(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack(images) if self.vectorized else images[0]

@@ -1,0 +1,39 @@
+"""One rule for whether two configs describe the same run, and how they differ.
+
+Configs are compared in their JSON form, as `config.json` and every checkpoint store them
+(tuples become lists), so a ConfigDict, its saved JSON and a sweep's resolved config compare
+alike. The workdir guard, the checkpoint guard, the sweep's stale-run check and the check of
+runs trained together all use it.
+"""
+
+import json
+
+import ml_collections
+
+from medjax.configs.loader import flatten
+
+MISSING = "(none)"
+
+
+def as_plain(config) -> dict:
+    """The config as plain JSON data: what config.json holds."""
+    if isinstance(config, ml_collections.ConfigDict):
+        return json.loads(config.to_json_best_effort())
+    return json.loads(json.dumps(config, default=list))
+
+
+def config_diff(old, new) -> dict[str, tuple]:
+    """{key: (old value, new value)} for every dotted key whose value differs; a key that one
+    side lacks has the value MISSING there."""
+    a, b = flatten(as_plain(old)), flatten(as_plain(new))
+    return {
+        k: (a.get(k, MISSING), b.get(k, MISSING))
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k, MISSING) != b.get(k, MISSING)
+    }
+
+
+def describe(diff: dict, limit: int = 5) -> str:
+    """'optimizer.learning_rate: 0.001 -> 0.01; seed: 0 -> 1' (the first `limit` keys)."""
+    parts = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:limit]]
+    return "; ".join(parts) + (f" (and {len(diff) - limit} more)" if len(diff) > limit else "")

@@ -1,0 +1,233 @@
+"""Everything a run needs, built from its config: data, model, optimizer and loss, mesh and
+compiled steps.
+
+`build_experiment` is the one way medjax turns configs into a training program. `medjax.run`,
+the sweep, `medjax.bench` and `medjax.preview` all use it, so a benchmark times exactly the
+program a run trains with, and a preview shows exactly the augmentation it draws. It checks
+every config error it can before anything is written; it reads data (through the data cache)
+unless it is given data, and compiles nothing until a step is first called.
+"""
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+from medjax.data import cache as data_cache
+from medjax.data import imbalance, load_dataset
+from medjax.data.pipeline import preprocess_dataset
+from medjax.data.source import SPLITS, Dataset, Split
+from medjax.models import build_model
+from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.train import finetune, losses, sharding, validate, vectorize
+from medjax.train.optimizers import build_optimizer
+from medjax.train.steps import init_state, jit_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    dataset: Dataset  # preprocessed splits
+    train: Split  # the training split, with over-sampling's synthetic images when asked for
+    summary: dict  # what data_summary.json records
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    steps_per_epoch: float  # real training images per epoch / batch size
+    total_steps: int
+    eval_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """K runs' shared program (K = 1 for a run alone): the runs differ only in the keys of
+    config.vectorize, and their states are stacked on a leading axis when K > 1."""
+
+    configs: tuple
+    data: Data
+    schedule: Schedule
+    model: object
+    mesh: object
+    augment_fn: object
+    mix_fn: object
+    train_step: object  # jitted: (state, images, labels) -> (state, metrics)
+    eval_step: object  # jitted: (state, images) -> class probabilities
+    init_state: object  # () -> the runs' initial state, pretrained weights loaded
+    lr_schedules: tuple  # each run's learning rate by step, for its log
+
+    @property
+    def config(self):
+        return self.configs[0]
+
+    @property
+    def vectorized(self) -> bool:
+        return len(self.configs) > 1
+
+    def batch_shardings(self):
+        """(train batch sharding, eval batch sharding)."""
+        plain = sharding.data_sharding(self.mesh)
+        return (sharding.stacked_data_sharding(self.mesh) if self.vectorized else plain), plain
+
+    def compile_train_step(self, state):
+        """The train step compiled for `state` and the configured batch, without data."""
+        lead = (len(self.configs),) if self.vectorized else ()
+        batch = (*lead, self.config.train.batch_size)
+        train_sharding = self.batch_shardings()[0]
+        images = jax.ShapeDtypeStruct(
+            (*batch, *self.data.dataset.image_shape), np.float32, sharding=train_sharding
+        )
+        labels = jax.ShapeDtypeStruct(batch, np.int32, sharding=train_sharding)
+        return self.train_step.lower(state, images, labels).compile()
+
+
+def pipeline_fns(config):
+    """(preprocess, augment or None, mix or None), parsed before any data is read so that a
+    bad op fails first."""
+    augment = build_augment(config.data.augment) if config.data.augment else None
+    return build_preprocess(config.data.preprocess), augment, build_mix(config.data.mix)
+
+
+def load_data(config, preprocess) -> Data:
+    """The configured data, preprocessed (from the data cache when it has them), with the
+    training split over-sampled when config.data.oversample asks."""
+
+    def build():  # skipped when the cache has the result
+        raw = load_dataset(config.data)
+        dataset, fitted = preprocess_dataset(raw, preprocess)
+        return dataset, raw.summary(), fitted
+
+    dataset, summary, fitted = data_cache.load_or_build(config.data, build)
+    print(
+        f"data: {dataset.origin}: "
+        + ", ".join(
+            f"{n} {s['images']} {s['class_counts']}" for n, s in summary.items() if n in SPLITS
+        )
+        + f" ({summary.get('split_method', 'official')})"
+    )
+    return with_oversampling(dataset, config, summary, fitted)
+
+
+def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> Data:
+    train, made = imbalance.oversample(dataset.splits["train"], config.data.oversample, config.seed)
+    record = {
+        "origin": dataset.origin,
+        "class_names": dataset.class_names,
+        **summary,
+        "preprocess": list(config.data.preprocess),
+        "fitted_on_train": fitted,
+    }
+    if made:
+        made = {dataset.class_names[c]: n for c, n in made.items()}
+        record["oversample"] = {"method": config.data.oversample, "synthetic_train_images": made}
+        print(f"{config.data.oversample}: {made} synthetic training images, train only")
+    return Data(dataset, train, record)
+
+
+def synthetic_data(image_shape, num_classes: int, num_examples: int, seed: int = 0) -> Data:
+    """Random images and labels of the given shape in every split: for timing the program,
+    not for results."""
+    rng = np.random.default_rng(seed)
+    split = Split(
+        rng.normal(size=(num_examples, *image_shape)).astype(np.float32),
+        rng.permutation(np.arange(num_examples) % num_classes).astype(np.int32),
+    )
+    names = [f"class{c}" for c in range(num_classes)]
+    dataset = Dataset("synthetic", {s: split for s in SPLITS}, num_classes, names)
+    return Data(dataset, split, {"origin": "synthetic"})
+
+
+def make_schedule(config, num_train: int) -> Schedule:
+    # An epoch counts real training images only (see medjax.data.imbalance).
+    steps_per_epoch = num_train / config.train.batch_size
+    total = config.train.num_steps or math.ceil(config.train.num_epochs * steps_per_epoch)
+    eval_every = max(1, round(config.train.eval_every_epochs * steps_per_epoch))
+    return Schedule(steps_per_epoch, total, eval_every)
+
+
+def build_experiment(configs, data: Data | None = None) -> Experiment:
+    """The program of the runs `configs` (one, or K to train stacked), on `data` or the
+    configured data."""
+    configs = tuple(configs)
+    for c in configs:
+        validate.validate(c)
+    vectorize.check(configs)
+    config = configs[0]  # everything but the vectorized keys is shared
+    preprocess, augment, mix = pipeline_fns(config)
+    mesh = sharding.make_mesh()
+    validate.check_devices(config, mesh)
+    data = data or load_data(config, preprocess)
+    dataset = data.dataset
+    validate.check_data(config, dataset.class_names, len(dataset.splits["train"]))
+    schedule = make_schedule(config, len(dataset.splits["train"]))
+    model = build_model(config.model, dataset.num_classes, dataset.image_shape[0])
+    weights = losses.class_weights(
+        config.loss.class_weights,
+        data.train.labels,
+        dataset.num_classes,
+        config.loss.effective_beta,
+    )
+
+    def make_tx(hparams=None):
+        def optimizer(lr=0.0):  # lr: the head's own rate in fine-tuning
+            return build_optimizer(
+                config.optimizer, schedule.total_steps, schedule.steps_per_epoch, lr, hparams
+            )[0]
+
+        shapes = lambda: finetune.param_shapes(model, dataset.image_shape)
+        return finetune.with_finetuning(optimizer(), config, shapes, optimizer)
+
+    hparams = [vectorize.hparams(c) for c in configs]
+
+    def per_run(hp):  # the optimizer and loss of the run whose state holds `hp`
+        return make_tx(hp), losses.build_loss(config.loss, weights, hp)
+
+    tx = make_tx()
+    train_step, eval_step = jit_steps(
+        model,
+        tx,
+        losses.build_loss(config.loss, weights),
+        augment,
+        mesh,
+        ema_decay=config.train.ema_decay,
+        flip_tta=config.eval.flip_tta,
+        mix_fn=mix,
+        freeze=tuple(config.model.freeze),
+        members=len(configs) if len(configs) > 1 else 0,
+        per_run=per_run if hparams[0] else None,
+    )
+
+    def initial_state():
+        repl = sharding.replicated(mesh)
+
+        def init(seed, hp):
+            ema = config.train.ema_decay > 0
+            return init_state(model, make_tx(hp), dataset.image_shape, seed, ema, hparams=hp)
+
+        if len(configs) > 1:
+            seeds = np.array([c.seed for c in configs], np.int32)
+            stacked = {k: np.array([h[k] for h in hparams], np.float32) for k in hparams[0]}
+            state = jax.jit(jax.vmap(init), out_shardings=repl)(seeds, stacked)
+        else:
+            state = jax.jit(lambda: init(config.seed, hparams[0]), out_shardings=repl)()
+        if config.model.pretrained:
+            state = finetune.load_into_state(state, config, tx, repl)
+        return state
+
+    lr_schedules = tuple(
+        build_optimizer(c.optimizer, schedule.total_steps, schedule.steps_per_epoch)[1]
+        for c in configs
+    )
+    return Experiment(
+        configs,
+        data,
+        schedule,
+        model,
+        mesh,
+        augment,
+        mix,
+        train_step,
+        eval_step,
+        initial_state,
+        lr_schedules,
+    )

@@ -1,0 +1,227 @@
+"""The runs a program trains: K runs stacked in one program (medjax.train.vectorize), or one
+alone (K = 1), each with its own workdir, lock, checkpoints, input position and files.
+
+`RunGroup` is a context manager: whatever ends the block (results, an error, Ctrl-C), every
+checkpoint manager is closed (its pending saves finished) and every workdir lock released, so
+a sweep can go on with the same workdirs in the same process.
+"""
+
+import copy
+import dataclasses
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medjax.data import imbalance
+from medjax.report import timing
+from medjax.train import sharding
+from medjax.train import workdir as wd
+from medjax.train.checkpoint import Checkpoints
+
+METRICS = "metrics.jsonl"
+
+
+class Batches:
+    """A run's training index stream, one batch read ahead. Its position is always that of
+    the next batch the model has not trained on, read ahead or not, so a checkpoint saved at
+    any step resumes with exactly the batch that would have come next."""
+
+    def __init__(self, stream):
+        self._stream, self._ahead = stream, None
+
+    def read_ahead(self) -> None:
+        if self._ahead is None:
+            position = copy.deepcopy(self._stream.get_state())
+            self._ahead = (position, next(self._stream))
+
+    def next(self) -> np.ndarray:
+        self.read_ahead()
+        (_, batch), self._ahead = self._ahead, None
+        return batch
+
+    def position(self) -> dict:
+        return self._ahead[0] if self._ahead else copy.deepcopy(self._stream.get_state())
+
+    def set_position(self, position: dict) -> None:
+        self._ahead = None
+        self._stream.set_state(position)
+
+
+@dataclasses.dataclass
+class Run:
+    config: object
+    workdir: str
+    lock: wd.Lock | None = None
+    ckpts: Checkpoints | None = None
+    batches: Batches | None = None
+    earlier_processes: list = dataclasses.field(default_factory=list)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.workdir, name)
+
+
+class RunGroup:
+    def __init__(self, experiment, workdirs):
+        self.exp = experiment
+        self.runs = [Run(c, w) for c, w in zip(experiment.configs, workdirs, strict=True)]
+        self.last_saved, self._saved_at = None, time.perf_counter()
+        k = len(self.runs)
+        # One compiled program each way: slicing leaf by leaf dispatches (and first compiles)
+        # one tiny program per leaf and shape, seconds per checkpoint.
+        self._split = jax.jit(lambda s: [jax.tree.map(lambda x, i=i: x[i], s) for i in range(k)])
+        self._stack = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close(quiet=exc[0] is not None)
+        return False
+
+    @property
+    def workdirs(self) -> list[str]:
+        return [r.workdir for r in self.runs]
+
+    # -- workdirs ---------------------------------------------------------------------------
+
+    def claim(self, overwrite: bool) -> None:
+        """Lock each workdir, check it may hold this run (resume or start), and record the
+        config and data summary. Several hosts share one workdir: the first one claims it."""
+        cfg = self.exp.config.train
+        for run in self.runs:
+            if jax.process_index() == 0:
+                wd.make(run.workdir)
+                run.lock = wd.Lock(run.workdir)
+                wd.claim(run.workdir, run.config, overwrite)
+                wd.write_json(run.path("data_summary.json"), self.exp.data.summary)
+            run.ckpts = Checkpoints(
+                run.path("checkpoints"), cfg.keep_checkpoints, cfg.select_metric,
+                cfg.select_mode, run.config,
+            )  # fmt: skip
+            run.batches = Batches(
+                iter(
+                    imbalance.index_dataset(
+                        run.config.data.sampler,
+                        self.exp.data.train.labels,
+                        cfg.batch_size,
+                        run.config.seed,
+                    )
+                )
+            )
+
+    def restore(self, state):
+        """(state, step) from the newest checkpoint all runs have, or (state, 0). Rows and
+        checkpoints past that step (a save or a log cut short by a kill) are dropped: the
+        steps after it are trained again, exactly as they were."""
+        steps = [set(r.ckpts.all_steps()) for r in self.runs]
+        start = max(set.intersection(*steps), default=0)
+        for run in self.runs:
+            for step in run.ckpts.all_steps():
+                if step > start:
+                    run.ckpts.delete(step)
+            wd.keep_rows_until(run.path(METRICS), start)
+            run.earlier_processes = timing.earlier_processes(run.workdir) if start else []
+        if not start:
+            return state, 0
+        restored = [
+            r.ckpts.restore(start, s) for r, s in zip(self.runs, self.split(state), strict=True)
+        ]
+        for run, (_, position) in zip(self.runs, restored, strict=True):
+            run.batches.set_position(position)
+        self.last_saved = start
+        return self.stack([s for s, _ in restored]), start
+
+    def close(self, quiet: bool = False) -> None:
+        """Finish pending saves and release the workdirs; `quiet` when an error is already on
+        its way, which a second one from closing must not hide."""
+        for run in self.runs:
+            try:
+                if run.ckpts is not None:
+                    run.ckpts.close()
+            except Exception:
+                if not quiet:
+                    raise
+            finally:
+                run.ckpts = None
+                if run.lock is not None:
+                    run.lock.release()
+
+    # -- inputs and states ------------------------------------------------------------------
+
+    def next_batch(self):
+        """The runs' next training batch as arrays on the mesh, (K, B, ...) when stacked."""
+        train, (batch_sharding, _) = self.exp.data.train, self.exp.batch_shardings()
+        idx = [r.batches.next() for r in self.runs]
+        images = self._batch([train.images[i] for i in idx])
+        labels = self._batch([train.labels[i] for i in idx])
+        return sharding.to_global(images, batch_sharding), sharding.to_global(
+            labels, batch_sharding
+        )
+
+    def read_ahead(self) -> None:
+        for run in self.runs:
+            run.batches.read_ahead()
+
+    def _batch(self, arrays: list[np.ndarray]) -> np.ndarray:
+        return np.stack(arrays) if self.exp.vectorized else arrays[0]
+
+    def split(self, state) -> list:
+        """The K runs' own states."""
+        return self._split(state) if self.exp.vectorized else [state]
+
+    def stack(self, states: list):
+        if not self.exp.vectorized:
+            return states[0]
+        return jax.device_put(self._stack(states), sharding.replicated(self.exp.mesh))
+
+    def rows(self, tree) -> list:
+        """Per-run host values of a pytree of (K,)-or-scalar arrays."""
+        tree = jax.device_get(tree)
+        if not self.exp.vectorized:
+            return [tree]
+        return [jax.tree.map(lambda x, i=i: np.asarray(x)[i], tree) for i in range(len(self.runs))]
+
+    # -- checkpoints and files --------------------------------------------------------------
+
+    def save(self, step: int, state, vals: list[dict] | None = None) -> None:
+        if step == self.last_saved:
+            return
+        vals = vals or [{}] * len(self.runs)
+        for run, s, val in zip(self.runs, self.split(state), vals, strict=True):
+            run.ckpts.save(step, s, run.batches.position(), val)
+        self.last_saved, self._saved_at = step, time.perf_counter()
+
+    def minutes_since_save(self) -> float:
+        return (time.perf_counter() - self._saved_at) / 60
+
+    def improves(self, vals: list[dict]) -> bool:
+        return any(r.ckpts.improves(v) for r, v in zip(self.runs, vals, strict=True))
+
+    def best_states(self, state):
+        """(the runs' states at the checkpoints validation chose, those steps)."""
+        best = [r.ckpts.best_step() for r in self.runs]
+        states = [
+            r.ckpts.restore(b, s)[0]
+            for r, b, s in zip(self.runs, best, self.split(state), strict=True)
+        ]
+        return self.stack(states), best
+
+    def log(self, rows: list[dict]) -> None:
+        """One row per run appended to its metrics.jsonl."""
+        if jax.process_index() == 0:
+            for run, row in zip(self.runs, rows, strict=True):
+                wd.append_jsonl(run.path(METRICS), row)
+
+    def write(self, name: str, objects: list) -> None:
+        """One JSON file per run in its workdir."""
+        if jax.process_index() == 0:
+            for run, obj in zip(self.runs, objects, strict=True):
+                wd.write_json(run.path(name), obj)
+
+    def record_time(self, clock: timing.ProcessClock) -> None:
+        if jax.process_index() == 0:
+            for run in self.runs:
+                timing.record(run.workdir, run.earlier_processes, clock)
