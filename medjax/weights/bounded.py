@@ -34,7 +34,8 @@ def check_inflation(stored: int, produced: int, what: str) -> None:
     if produced > MAX_INFLATION * stored + SMALL:
         raise DataError(
             f"{what} expands {stored:,} stored bytes to {produced:,}, more than the "
-            f"{MAX_INFLATION}x weights can compress: a decompression bomb or a damaged file; "
+            f"{MAX_INFLATION}x weights can compress: a decompression bomb, unwritten data or a "
+            "damaged file; "
             "save the weights again, without compression"
         )
 

@@ -16,7 +16,7 @@ from flax import traverse_util
 
 from medjax.errors import ConfigError
 from medjax.weights import keras_apps, torchvision
-from medjax.weights.keras_file import read_keras_file
+from medjax.weights.keras_file import open_keras_file
 from medjax.weights.torch_file import find_state_dict, open_torch_file
 from medjax.weights.torchvision import Family
 
@@ -60,12 +60,12 @@ def _torchvision(path: str, model_name: str):
 @contextlib.contextmanager
 def _keras(path: str, model_name: str):
     family = keras_apps.family(model_name)
-    weights = read_keras_file(path)
-    converted, used, notes = keras_apps.convert(weights, model_name)
-    unused = [k for k in weights.layers if k not in used]
-    what = f"layers Keras' {keras_apps.KERAS_NAMES[model_name]}"
-    hint = keras_apps.hint(weights, model_name)
-    yield Imported(converted, family, unused, what, hint, "keras", notes)
+    with open_keras_file(path) as weights:
+        converted, used, notes = keras_apps.convert(weights, model_name)
+        unused = [k for k in weights.layers if k not in used]
+        what = f"layers Keras' {keras_apps.KERAS_NAMES[model_name]}"
+        hint = keras_apps.hint(weights, model_name)
+        yield Imported(converted, family, unused, what, hint, "keras", notes)
 
 
 def _classes(kernel) -> int:
