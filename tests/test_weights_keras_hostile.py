@@ -182,3 +182,18 @@ def test_unwritten_compressed_and_repeated_datasets_are_bounded(tmp_path):
     tracemalloc.stop()
     print(f"one 4 MiB dataset listed 50 times: peak {used / MIB:.1f} MiB")
     assert len(layers["conv"]) == 50 and used < REFUSAL_PEAK
+
+
+def test_bfloat16_marker_needs_two_byte_values(tmp_path):
+    """Guards the reader's bfloat16 rule (Keras 3 stores them as 2 opaque bytes marked
+    dtype='bfloat16'): a marker on 4-byte values must not view them as twice as many."""
+    path = tmp_path / "bf16.h5"
+    with h5py.File(path, "w") as f:
+        legacy(f)
+        f["conv"].attrs["weight_names"] = [b"conv/kernel:0", b"conv/bias:0"]
+        f["conv/conv/kernel:0"].attrs["dtype"] = "bfloat16"
+        f["conv/conv/bias:0"] = np.array([0, 0x3F80], np.uint16)  # bfloat16 0.0, 1.0
+        f["conv/conv/bias:0"].attrs["dtype"] = "bfloat16"
+    kernel, bias = read_keras_file(str(path)).layers["conv"]
+    assert kernel.shape == (1, 1, 3, 4) and kernel.dtype == np.float32
+    np.testing.assert_array_equal(bias.astype(np.float32), [0.0, 1.0])

@@ -58,7 +58,7 @@ class Budget:
 class LazyArray:
     """An array a weights file declares, read when converted to numpy (`np.asarray`).
 
-    It has the part of numpy's array interface the converters use (shape, ndim, size, dtype,
+    It has the part of numpy's array interface the converters use (shape, ndim, dtype,
     transpose, T, astype, sum, subtraction), each deferred, so an import runs on shapes alone
     until load.place has checked them against the model."""
 
@@ -81,14 +81,6 @@ class LazyArray:
     def ndim(self) -> int:
         return len(self.shape)
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=object))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
     def _then(self, shape, dtype, op) -> "LazyArray":
         read = self._read
         return LazyArray(shape, dtype, lambda: op(read()))
@@ -103,7 +95,7 @@ class LazyArray:
         return self._then(shape, self.dtype, lambda a: a.transpose(axes))
 
     @property
-    def T(self) -> "LazyArray":  # noqa: N802 (numpy's name)
+    def T(self) -> "LazyArray":
         return self.transpose()
 
     def astype(self, dtype, copy: bool = True) -> "LazyArray":

@@ -125,7 +125,8 @@ class _Datasets:
     def lazy(self, ds: h5py.Dataset) -> LazyArray:
         marker = _attr(ds, "dtype")  # Keras 3 stores bfloat16 variables as opaque 2 bytes
         bfloat16 = isinstance(marker, str | bytes) and marker in ("bfloat16", b"bfloat16")
-        if not (bfloat16 and ds.dtype.itemsize == 2) and ds.dtype.kind not in "fiub":
+        bfloat16 = bfloat16 and ds.dtype.itemsize == 2
+        if not bfloat16 and ds.dtype.kind not in "fiub":
             raise _structure(f"variable {ds.name} has non-numeric type {ds.dtype}")
         if ds.shape is None:
             raise _structure(f"variable {ds.name} is empty (no shape)")

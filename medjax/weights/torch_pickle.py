@@ -12,8 +12,12 @@ Memory: tensors are built as LazyArrays over a `Storage` (nothing is read while 
 and a view must read each element of its storage at most once and only inside it
 (`check_view`), so no tensor is larger than the bytes behind it. Before unpickling,
 `check_pickle` walks the opcodes: the C unpickler sizes its memo by the largest index a PUT
-names (a 10-byte pickle can make it allocate 64 GiB), and every opcode builds at most one
-object of at most ~250 bytes (an empty set), so bounding the opcodes bounds what it builds.
+names (a 10-byte pickle can make it allocate 64 GiB). Otherwise an opcode builds one object
+of at most ~250 bytes (an empty set; a container grows by about that much per item it takes
+off the stack) or a string or integer about as large as its bytes in the pickle, so
+MAX_PICKLE_OPCODES and MAX_PICKLE_BYTES bound what unpickling builds. Left unbounded: the
+objects a checkpoint's other entries build (an optimizer's state, timm's `args`) within
+those limits, and time (scanning a million opcodes takes ~0.5 s).
 """
 
 import collections
@@ -30,8 +34,9 @@ from medjax.errors import DataError
 from medjax.weights.bounded import LazyArray
 
 # A state dict's pickle holds only names and tensor metadata, ~30 opcodes and ~100 bytes per
-# tensor (a timm training checkpoint of ViT-H, optimizer state included: ~0.3 MB), so these
-# leave 15x room while keeping what a hostile pickle builds under ~300 MB.
+# tensor (a timm training checkpoint of ViT-H, optimizer state included: ~2,400 tensors,
+# ~0.3 MB), so these leave over 10x room while keeping what a hostile pickle builds (~250
+# bytes per opcode, up to 4 bytes per byte of text) under ~350 MB.
 MAX_PICKLE_BYTES = 16 << 20
 MAX_PICKLE_OPCODES = 1_000_000
 _MAX_DIMS = 64  # numpy's
@@ -216,8 +221,9 @@ def check_pickle(data: bytes) -> None:
         if opcode.name in _MEMO_PUTS:
             if arg > puts:
                 raise DataError(
-                    f"its pickle stores object {puts} at memo index {arg}; Python's pickler "
-                    "never does, and the unpickler would allocate memory for every index below"
+                    f"its pickle stores object {puts} at memo index {min(arg, 1 << 32):,}; "
+                    "Python's pickler never does, and the unpickler would allocate memory for "
+                    "every index below it; it is not a weights file"
                 )
             puts += 1
         elif opcode.name == "MEMOIZE":
