@@ -45,10 +45,11 @@ def logits(model, variables, x):
         return np.asarray(apply(variables, jnp.asarray(x)))
 
 
-def write_torch_zip(path, state, wrap=None, pickle_bytes=None):
-    """`state` ({key: float32/int64 array}) in torch.save's zip layout, without torch: the
-    pickle is written opcode by opcode as torch writes it (or is `pickle_bytes`)."""
-    out, storages = bytearray(b"\x80\x02"), []
+def state_pickle(tensors, wrap=None):
+    """torch.save's pickle of a state dict {key: (storage class, storage key, storage numel,
+    offset, size, stride)}, written opcode by opcode as torch writes it, wrapped in a dict
+    under `wrap` if given."""
+    out = bytearray(b"\x80\x02")
 
     def text(s):
         out.extend(b"X" + struct.pack("<I", len(s.encode())) + s.encode())
@@ -60,23 +61,33 @@ def write_torch_zip(path, state, wrap=None, pickle_bytes=None):
         out.extend(b"}")
         text(wrap)
     out.extend(b"ccollections\nOrderedDict\n)R(")
-    for key, a in state.items():
-        a = np.ascontiguousarray(a).reshape(a.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
-        kind = {"float32": "FloatStorage", "int64": "LongStorage"}[a.dtype.name]
+    for key, (kind, storage, numel, offset, size, stride) in tensors.items():
         text(key)
         out.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((")
         text("storage")
         out.extend(f"ctorch\n{kind}\n".encode())
-        text(str(len(storages)))
+        text(storage)
         text("cpu")
-        out.extend(b"J" + struct.pack("<i", a.size) + b"tQJ\0\0\0\0")  # persistent id, offset 0
-        ints(a.shape)
-        ints([s // a.itemsize for s in a.strides])
+        out.extend(b"J" + struct.pack("<i", numel) + b"tQJ" + struct.pack("<i", offset))
+        ints(size)
+        ints(stride)
         out.extend(b"\x89ccollections\nOrderedDict\n)RtR")  # requires_grad, hooks
-        storages.append(a.tobytes())
     out.extend(b"u" + (b"s" if wrap else b"") + b".")
+    return bytes(out)
+
+
+def write_torch_zip(path, state, wrap=None, pickle_bytes=None):
+    """`state` ({key: float32/int64 array}) in torch.save's zip layout, without torch (the
+    pickle is `pickle_bytes` if given)."""
+    tensors, storages = {}, []
+    for key, a in state.items():
+        a = np.ascontiguousarray(a).reshape(a.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
+        kind = {"float32": "FloatStorage", "int64": "LongStorage"}[a.dtype.name]
+        strides = [s // a.itemsize for s in a.strides]
+        tensors[key] = (kind, str(len(storages)), a.size, 0, a.shape, strides)
+        storages.append(a.tobytes())
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", pickle_bytes or bytes(out))
+        z.writestr("archive/data.pkl", pickle_bytes or state_pickle(tensors, wrap))
         z.writestr("archive/byteorder", "little")
         for i, raw in enumerate(storages):
             z.writestr(f"archive/data/{i}", raw)
@@ -169,7 +180,7 @@ def test_reader_rejects_unreadable_files(tmp_path):
                 z.writestr(item, src.read(item))
     for name, problem in [
         ("text.pth", "not a torch.save zip file"),
-        ("cut.pth", "not a torch.save zip file|damaged"),
+        ("cut.pth", r"truncated or not a complete torch.save archive \(3,000 bytes\); download"),
         ("nopkl.pth", "no single <name>/data.pkl"),
         ("nodata.pth", "damaged file"),
         ("missing.pth", "does not exist"),

@@ -4,6 +4,8 @@
 without torch (see torch_file.py), or with source="keras" a keras.applications model's `.keras`
 / `.h5` file with h5py alone (keras_file.py, keras_apps.py), and returns `like`'s variables
 filled from it, with notes on what was adapted (a re-initialised head, a summed grayscale stem).
+Files are untrusted input: no pickled code runs, and a file cannot make the import allocate
+more than its content backs or the model takes (bounded.py).
 """
 
 from medjax.weights.keras_apps import MODELS as KERAS_MODELS

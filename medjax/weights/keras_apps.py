@@ -47,7 +47,7 @@ class KerasConverter(Converter):
                 f"{count} keras.applications' layer of that name has"
             )
         self.used.add(name)
-        return [np.asarray(a, np.float32) for a in arrays]
+        return [a.astype(np.float32, copy=False) for a in arrays]
 
     def conv(self, path: tuple, name: str, bias: bool = False) -> None:
         arrays = self.take(name, 2 if bias else 1)
@@ -61,6 +61,11 @@ class KerasConverter(Converter):
 
     def bn(self, path: tuple, name: str, shift=0.0) -> None:
         gamma, beta, mean, var = self.take(name, 4)
+        if np.ndim(shift) and np.shape(shift) != np.shape(mean):
+            raise ConfigError(
+                f"layer {name!r} of the weights file has moving mean of shape "
+                f"{np.shape(mean)} but its convolution's bias has shape {np.shape(shift)}"
+            )
         self.put("params", (*path, BN, "scale"), gamma)
         self.put("params", (*path, BN, "bias"), beta)
         self.put("batch_stats", (*path, BN, "mean"), mean - shift)
@@ -180,7 +185,11 @@ def input_normalisation(c: KerasConverter) -> list[str]:
     found = [k for k in c.sd if re.fullmatch(r"normalization(_\d+)?", k)]
     if not found:
         return []
-    mean, var = c.take(found[0])[:2]
+    arrays = c.take(found[0])
+    if len(arrays) < 2:
+        raise ConfigError(f"layer {found[0]!r} of the weights file has no mean and variance")
+    # Read before the fit check, as no model variable takes them; the reader bounds their size.
+    mean, var = (np.asarray(a) for a in arrays[:2])
     # The chain before the stem as configured; a file without the architecture (.weights.h5)
     # gets keras.applications' default, Rescaling(1/255) then Normalization.
     chain, assumed = [], not c.weights.configs

@@ -1,5 +1,12 @@
-"""Place pretrained weights from a user's file into a medjax model's variables."""
+"""Place pretrained weights from a user's file into a medjax model's variables.
 
+The readers give the file's arrays as LazyArrays (medjax.weights.bounded) and the converters
+keep them lazy, so `place` checks every array's shape against the model before it reads any
+bytes, and reads only the arrays the model takes: a file cannot make the import allocate
+more than the model's own variables (at the file's dtype), whatever sizes it declares.
+"""
+
+import contextlib
 from dataclasses import dataclass, field
 
 import jax
@@ -9,8 +16,8 @@ from flax import traverse_util
 
 from medjax.errors import ConfigError
 from medjax.weights import keras_apps, torchvision
-from medjax.weights.keras_file import read_keras_file
-from medjax.weights.torch_file import find_state_dict, read_torch_file
+from medjax.weights.keras_file import open_keras_file
+from medjax.weights.torch_file import find_state_dict, open_torch_file
 from medjax.weights.torchvision import Family
 
 COLLECTIONS = ("params", "batch_stats")
@@ -38,25 +45,31 @@ class Imported:
     notes: list = field(default_factory=list)
 
 
-def _torchvision(path: str, model_name: str) -> Imported:
+@contextlib.contextmanager
+def _torchvision(path: str, model_name: str):
     family = torchvision.family(model_name)
-    sd = find_state_dict(read_torch_file(path), path)
-    converted, used = torchvision.convert(sd, model_name)
-    unused = [k for k in sd if k not in used and not k.endswith("num_batches_tracked")]
-    what = f"tensors torchvision's {model_name}"
-    return Imported(
-        converted, family, unused, what, torchvision.hint(sd, model_name), "torchvision"
-    )
+    with open_torch_file(path) as obj:
+        sd = find_state_dict(obj, path)
+        converted, used = torchvision.convert(sd, model_name)
+        unused = [k for k in sd if k not in used and not k.endswith("num_batches_tracked")]
+        what = f"tensors torchvision's {model_name}"
+        hint = torchvision.hint(sd, model_name)
+        yield Imported(converted, family, unused, what, hint, "torchvision")
 
 
-def _keras(path: str, model_name: str) -> Imported:
+@contextlib.contextmanager
+def _keras(path: str, model_name: str):
     family = keras_apps.family(model_name)
-    weights = read_keras_file(path)
-    converted, used, notes = keras_apps.convert(weights, model_name)
-    unused = [k for k in weights.layers if k not in used]
-    what = f"layers Keras' {keras_apps.KERAS_NAMES[model_name]}"
-    hint = keras_apps.hint(weights, model_name)
-    return Imported(converted, family, unused, what, hint, "keras", notes)
+    with open_keras_file(path) as weights:
+        converted, used, notes = keras_apps.convert(weights, model_name)
+        unused = [k for k in weights.layers if k not in used]
+        what = f"layers Keras' {keras_apps.KERAS_NAMES[model_name]}"
+        hint = keras_apps.hint(weights, model_name)
+        yield Imported(converted, family, unused, what, hint, "keras", notes)
+
+
+def _classes(kernel) -> int:
+    return np.shape(kernel)[-1] if np.ndim(kernel) else 0
 
 
 def _first(items, n: int = 3) -> str:
@@ -110,12 +123,13 @@ def load_pretrained(
             f"{source} weights need the model in the {source} layout, but config.model.layout "
             f"is {layout!r}: set config.model.layout = {source!r}"
         )
-    imported = (_torchvision if source == "torchvision" else _keras)(path, model_name)
-    return place(imported, like, path, model_name)
+    with (_torchvision if source == "torchvision" else _keras)(path, model_name) as imported:
+        return place(imported, like, path, model_name)
 
 
 def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[dict, list[str]]:
-    """`like` filled from `imported`, after checking that they fit (see load_pretrained)."""
+    """`like` filled from `imported`, after checking that they fit (see load_pretrained): on
+    shapes alone, so that only arrays that fit are read."""
     family, hint = imported.family, imported.hint
     problem = f"the weights in {path} do not fit model {model_name!r}: "
     if imported.unused:
@@ -150,14 +164,14 @@ def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[d
     elif any(np.shape(flat_file[p]) != np.shape(flat_like[p]) for p in head):
         notes.append(
             f"classifier {'/'.join(family.head)} re-initialised: the file's classifier has "
-            f"{np.shape(flat_file[kernel])[-1]} classes, the model {np.shape(flat_like[kernel])[-1]}"
+            f"{_classes(flat_file[kernel])} classes, the model {_classes(flat_like[kernel])}"
         )
         head_kept = set(head)
     else:
         head_kept = set()
     stem = ("params", *family.stem, "kernel")
     file_stem = flat_file[stem]
-    if np.shape(flat_like[stem])[2] == 1 and file_stem.shape[2] == 3:
+    if np.shape(flat_like[stem])[2] == 1 and np.shape(file_stem)[2:3] == (3,):
         flat_file[stem] = file_stem.sum(axis=2, keepdims=True)
         notes.append(
             f"{'/'.join(family.stem)}: the file's RGB kernel summed over its input channels for "
@@ -184,6 +198,6 @@ def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[d
         )
     for p in flat_like:
         if p not in head_kept:
-            out[p] = jnp.asarray(flat_file[p], dtype=flat_like[p].dtype)
+            out[p] = jnp.asarray(np.asarray(flat_file[p]), dtype=flat_like[p].dtype)
     variables = dict(like) | traverse_util.unflatten_dict(out)
     return variables, notes

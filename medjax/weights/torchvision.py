@@ -46,7 +46,13 @@ class Converter:
         node[path[-1]] = value
 
     def conv(self, path: tuple, key: str, bias: bool = False) -> None:
-        self.put("params", (*path, "kernel"), self.take(f"{key}.weight").transpose(2, 3, 1, 0))
+        weight = self.take(f"{key}.weight")
+        if np.ndim(weight) != 4:
+            raise ConfigError(
+                f"the weights file's {key}.weight has shape {np.shape(weight)}, not the 4 "
+                f"dimensions of torchvision's {self.model_name} convolution kernels"
+            )
+        self.put("params", (*path, "kernel"), weight.transpose(2, 3, 1, 0))
         if bias:
             self.put("params", (*path, "bias"), self.take(f"{key}.bias"))
 
