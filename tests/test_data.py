@@ -93,7 +93,7 @@ def test_corrupt_npz(tmp_path):
     path.write_bytes(b"PK\x03\x04 not really a zip")
     c = get_base_config()
     c.data.source, c.data.path = "medmnist", str(path)
-    with pytest.raises(DataError, match="not a readable .npz"):
+    with pytest.raises(DataError, match="x.npz: not a .npz archive"):
         load_dataset(c.data)
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import numpy as np
 
 from medjax.data.decode import Decoded, is_image_file, read_image, stack_consistent
-from medjax.data.source import Dataset, Split
+from medjax.data.source import Dataset, Split, check_every_class
+from medjax.data.values import nonfinite
 from medjax.errors import DataError
 
 # Folder and split-column names (any case) -> medjax split
@@ -155,6 +156,19 @@ def scan_folders(
     return entries, class_names
 
 
+def _check_finite(path: str, decoded: Decoded) -> None:
+    """Inside the per-file read, so config.data.on_error="skip" leaves such files out too."""
+    found = nonfinite(np.stack(decoded.images))
+    if found:
+        n = len(decoded.images)
+        which = f" (in {found[1]} of its {n} frames or slices, the first at index {found[0]})"
+        raise DataError(
+            f"{path}: NaN or infinite pixel values{which if n > 1 else ''}; the data is at "
+            f"fault, not the training: clean the file (e.g. replace them and save it again), or "
+            f"set --config.data.on_error=skip to leave out such files"
+        )
+
+
 def read_all(entries: list[Entry], cfg, reader: Reader | None = None):
     """[(entry, Decoded)] of the readable files, in order, and how many were skipped.
 
@@ -168,7 +182,9 @@ def read_all(entries: list[Entry], cfg, reader: Reader | None = None):
                     f"{entry.name!r} does not exist (looked for {entry.path}); fix the path "
                     f"(relative to the manifest's folder) or delete the row"
                 )
-            return (reader or reader_for(entry.path))(entry.path, cfg)
+            decoded = (reader or reader_for(entry.path))(entry.path, cfg)
+            _check_finite(entry.path, decoded)
+            return decoded
         except DataError as e:
             return DataError(f"{entry.where}: {e}" if entry.where else str(e))
 
@@ -224,14 +240,10 @@ def build_dataset(name, pairs, class_names, origin, skipped: int, total: int) ->
         keep = np.array([s == split for s in splits])
         out[split] = Split(stacked[keep], labels[keep], None if groups is None else groups[keep])
     reference = "train" if "train" in out else "all"
-    counts = np.bincount(out[reference].labels, minlength=len(class_names))
-    for label, count in enumerate(counts):
-        if not count:
-            why = " after skipping unreadable files" if skipped else ""
-            raise DataError(
-                f"{origin}: class {class_names[label]!r} has no images in the {reference} "
-                f"split{why}; add some or remove the class"
-            )
+    why = "none were left after skipping unreadable files; " if skipped else ""
+    check_every_class(
+        reference, out[reference], class_names, origin, f"{why}add some or remove the class"
+    )
     modalities = {decoded.modality for _, decoded in pairs}
     modality = modalities.pop() if len(modalities) == 1 else "unknown"
     return Dataset(name, out, len(class_names), list(class_names), modality, origin=origin)

@@ -90,6 +90,18 @@ def check_labels(splits: dict, names: list, origin: str, fix: str) -> None:
             )
 
 
+def check_every_class(split_name: str, split: Split, names: list, origin: str, fix: str) -> None:
+    """DataError naming the first class of `names` without an image in `split`, ending with
+    `fix`: a classifier cannot learn a class it never sees."""
+    counts = np.bincount(split.labels, minlength=len(names))
+    for label, count in enumerate(counts[: len(names)]):
+        if not count:
+            raise DataError(
+                f"{origin}: class {names[label]!r} has no images in the {split_name} split "
+                f"(class counts: {dict(zip(names, counts.tolist(), strict=False))}); {fix}"
+            )
+
+
 def source_files(data_config) -> list[str]:
     """The files the configured source reads; [] for generated data."""
     if data_config.source not in SOURCE_FILES:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from medjax.data.decode import fit_image
 from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, Split, check_labels, to_channels
+from medjax.data.values import check_finite
 from medjax.errors import ConfigError, DataError
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
@@ -34,7 +35,11 @@ def _dataset_dir(cfg) -> tuple[str, str]:
             "(the folder that holds <name>/<version>/dataset_info.json)"
         )
     if not os.path.isdir(cfg.path):
-        raise DataError(f"TFDS data directory {cfg.path!r} does not exist; check config.data.path")
+        problem = "is a file, not a folder" if os.path.exists(cfg.path) else "does not exist"
+        raise DataError(
+            f"TFDS data directory {cfg.path!r} {problem}; set config.data.path to the folder "
+            f"that holds <name>/<version>/dataset_info.json"
+        )
     name, _, version = cfg.name.partition(":")
     folder = os.path.join(cfg.path, name)
     if not name or not os.path.isdir(folder):
@@ -154,6 +159,8 @@ def _read(source, keys, cfg, origin: str, desc: str) -> Split | None:
         stacked = flat.reshape(*stacked.shape[:2], *flat.shape[1:])
     else:
         stacked = to_channels(stacked, cfg.channels, origin)
+    fix = "repair those examples and prepare the dataset again"
+    check_finite(stacked, f"{origin}: split {desc!r}", fix)
     return Split(stacked, np.asarray(labels, np.int32), np.asarray(groups) if groups else None)
 
 
