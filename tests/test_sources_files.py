@@ -10,7 +10,7 @@ from PIL import Image, ImageFile
 
 from medjax.configs import get_base_config
 from medjax.data import SOURCES, load_dataset
-from medjax.data.files import SkippedFileWarning
+from medjax.data.files import MixedDepthWarning, SkippedFileWarning
 from medjax.data.source import source_files
 from medjax.errors import ConfigError, DataError
 from medjax.train.validate import validate
@@ -69,12 +69,13 @@ def test_image_folder_8bit_modes_load_exactly(tmp_path):
     np.testing.assert_array_equal(rgb[1], np.dstack([ramp()] * 3))
 
 
-def test_16bit_images_keep_their_depth_and_8bit_ones_are_scaled(tmp_path):
+def test_16bit_png_and_tiff_decode_exactly_at_bit_depth_16(tmp_path):
     deep = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)
     save(tmp_path / "a" / "deep.png", deep)
     save(tmp_path / "a" / "deep.tif", deep)
     save(tmp_path / "b" / "shallow.png", ramp())
-    images = load("image_folder", tmp_path).splits["all"].images
+    with pytest.warns(MixedDepthWarning):
+        images = load("image_folder", tmp_path, bit_depth="16").splits["all"].images
     assert images.dtype == np.uint16
     np.testing.assert_array_equal(images[0, ..., 0], deep)
     np.testing.assert_array_equal(images[1, ..., 0], deep)

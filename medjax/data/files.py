@@ -38,6 +38,18 @@ class SkippedFileWarning(UserWarning):
     """A file left out of the dataset because config.data.on_error is "skip"."""
 
 
+class MixedDepthWarning(UserWarning):
+    """The image files of one dataset were stored at different bit depths."""
+
+
+DEPTH_NAMES = {"8": "8-bit", "16": "16-bit", "float": "float"}
+SCALES = {
+    "auto": "each was mapped from its own full scale onto 0-255 (16-bit values / 257)",
+    "8": "each was mapped onto 0-255 uint8 (16-bit values / 257, rounded)",
+    "16": "each was mapped onto 0-65535 uint16 (8-bit values x 257)",
+}
+
+
 @dataclasses.dataclass
 class Entry:
     path: str  # absolute
@@ -249,6 +261,29 @@ def build_dataset(name, pairs, class_names, origin, skipped: int, total: int) ->
     return Dataset(name, out, len(class_names), list(class_names), modality, origin=origin)
 
 
+def warn_mixed_depths(pairs, bit_depth: str, origin: str) -> None:
+    """One warning for a dataset whose image files differ in bit depth, with the count and a
+    first file of each depth (DICOM and NIfTI, in physical units, are not counted)."""
+    first, counts = {}, {}
+    for entry, decoded in pairs:
+        if decoded.depth is not None:
+            first.setdefault(decoded.depth, entry.name)
+            counts[decoded.depth] = counts.get(decoded.depth, 0) + 1
+    if len(counts) < 2:
+        return
+    found = ", ".join(
+        f"{counts[d]} {name} (first: {first[d]})" for d, name in DEPTH_NAMES.items() if d in counts
+    )
+    warnings.warn(
+        f"{origin}: image files of different bit depths: {found}; with config.data.bit_depth="
+        f"{bit_depth!r} {SCALES[bit_depth]}, float images keep their values. Check that the "
+        f"depth does not follow the class (a model can learn the scanner instead of the "
+        f"disease), and set config.data.bit_depth to choose the common scale",
+        MixedDepthWarning,
+        stacklevel=3,
+    )
+
+
 def load(entries, class_names, cfg, origin: str, reader: Reader | None = None) -> Dataset:
     if len(class_names) < 2:
         raise DataError(
@@ -256,5 +291,6 @@ def load(entries, class_names, cfg, origin: str, reader: Reader | None = None) -
             f"(is config.data.path the folder above the class folders, or the right manifest?)"
         )
     pairs, skipped = read_all(entries, cfg, reader)
+    warn_mixed_depths(pairs, cfg.bit_depth, origin)
     name = os.path.basename(os.path.normpath(cfg.path)).removesuffix(".csv")
     return build_dataset(name, pairs, class_names, origin, skipped, len(entries))

@@ -1,4 +1,4 @@
-"""Pixel values no source may pass on: NaN and infinity.
+"""Pixel values no source may pass on (NaN, infinity), and the config keys about values.
 
 A NaN pixel in the raw data surfaces, many steps into training, as a NaN loss that looks like
 a learning-rate problem; every source therefore checks its raw images here and names the file
@@ -7,7 +7,8 @@ a learning-rate problem; every source therefore checks its raw images here and n
 
 import numpy as np
 
-from medjax.errors import DataError
+from medjax.data.decode import BIT_DEPTHS
+from medjax.errors import ConfigError, DataError
 
 CHUNK_BYTES = 64 << 20  # the boolean mask of one chunk, not of the whole split
 
@@ -36,4 +37,12 @@ def check_finite(images: np.ndarray, where: str, fix: str) -> None:
         raise DataError(
             f"{where}: {count} of {len(images)} images hold NaN or infinite pixel values, the "
             f"first at index {first}; the data is at fault, not the training: {fix}"
+        )
+
+
+def check_config(data) -> None:
+    """The value keys of config.data (bit_depth), before any data is read."""
+    if data.bit_depth not in BIT_DEPTHS:
+        raise ConfigError(
+            f"config.data.bit_depth must be one of {', '.join(BIT_DEPTHS)}, not {data.bit_depth!r}"
         )

@@ -4,7 +4,7 @@ A run that would fail on a typo after loading data (or after an hour of training
 instead, and leaves no trace in its workdir.
 """
 
-from medjax.data import SOURCES, imbalance, splits
+from medjax.data import SOURCES, imbalance, splits, values
 from medjax.data.decode import FITS
 from medjax.data.dicom import parse_window
 from medjax.data.files import ON_ERROR
@@ -76,6 +76,7 @@ def validate(config) -> None:
     if config.loss.focal_gamma < 0:
         raise ConfigError(f"config.loss.focal_gamma must be >= 0, not {config.loss.focal_gamma}")
     splits.check_config(config.data)
+    values.check_config(config.data)
     imbalance.check_sampler(config.data.sampler)
     imbalance.parse_oversample(config.data.oversample)
     if not 0 <= config.loss.label_smoothing < 1 or not 0 <= config.model.dropout < 1:
