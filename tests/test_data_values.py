@@ -73,7 +73,7 @@ def test_a_folder_of_one_depth_gets_no_warning_and_16_bit_alone_maps_to_0_255(tm
     assert sixteen.dtype == np.uint16 and sixteen.max() == 65535
 
 
-@pytest.mark.parametrize("key, value", [("bit_depth", "12")])
+@pytest.mark.parametrize("key, value", [("bit_depth", "12"), ("range_check", "maybe")])
 def test_validate_value_keys(key, value):
     with pytest.raises(ConfigError, match=f"config.data.{key} must be one of"):
         validate(tiny_config(**{f"data.{key}": value}))

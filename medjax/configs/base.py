@@ -61,6 +61,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Ordered op lists, each entry "name(arg=value, ...)" (see medjax.ops). Preprocessing runs
     # once per example on the host; augmentation runs on the device inside the train step.
     c.data.preprocess = ("value_range(min=-1.0, max=1.0)",)
+    # After preprocessing, training values far outside the range the ops promise (e.g. 16-bit
+    # pixels through value_range's default in_max=255): raise, warn or off. NaN/inf always fail.
+    c.data.range_check = "raise"
     c.data.augment = ()
     c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
 

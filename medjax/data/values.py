@@ -11,6 +11,7 @@ from medjax.data.decode import BIT_DEPTHS
 from medjax.errors import ConfigError, DataError
 
 CHUNK_BYTES = 64 << 20  # the boolean mask of one chunk, not of the whole split
+RANGE_CHECKS = ("raise", "warn", "off")  # config.data.range_check
 
 
 def nonfinite(images: np.ndarray) -> tuple[int, int] | None:
@@ -41,8 +42,13 @@ def check_finite(images: np.ndarray, where: str, fix: str) -> None:
 
 
 def check_config(data) -> None:
-    """The value keys of config.data (bit_depth), before any data is read."""
+    """The value keys of config.data (bit_depth, range_check), before any data is read."""
     if data.bit_depth not in BIT_DEPTHS:
         raise ConfigError(
             f"config.data.bit_depth must be one of {', '.join(BIT_DEPTHS)}, not {data.bit_depth!r}"
+        )
+    if data.range_check not in RANGE_CHECKS:
+        raise ConfigError(
+            f"config.data.range_check must be one of {', '.join(RANGE_CHECKS)}, not "
+            f"{data.range_check!r}"
         )
