@@ -216,12 +216,12 @@ def test_manifest_integer_labels_and_no_optional_columns(tmp_path):
 @pytest.mark.parametrize(
     "row, message",
     [
-        ("missing.png,b", "line 3: 'missing.png' does not exist"),
-        ("../outside.png,b", "line 3: path '../outside.png' resolves to .* outside"),
-        ("{outside},b", "line 3: path .* outside the manifest's folder"),
-        ("link.png,b", "line 3: path 'link.png' resolves to .* outside"),
-        ("ok.png,b", "line 3: 'ok.png' is also listed at .* line 2"),
-        (",b", "line 3: empty 'path' cell"),
+        ("missing.png,b", "row 3: 'missing.png' does not exist"),
+        ("../outside.png,b", "row 3: path '../outside.png' resolves to .* outside"),
+        ("{outside},b", "row 3: path .* outside the manifest's folder"),
+        ("link.png,b", "row 3: path 'link.png' resolves to .* outside"),
+        ("ok.png,b", "row 3: 'ok.png' is also listed at .* row 2"),
+        (",b", "row 3: empty 'path' cell"),
     ],
 )
 def test_manifest_bad_paths(tmp_path, row, message):
@@ -238,12 +238,12 @@ def test_manifest_label_not_in_the_class_list(tmp_path):
     for i in range(3):
         save(tmp_path / f"{i}.png", grey(i))
     rows = ["0.png,cat,p0,train,1", "1.png,dog,p1,train,1", "2.png,cow,p2,test,1"]
-    with pytest.raises(DataError, match=r"line 4: label 'cow' is not in the class list"):
+    with pytest.raises(DataError, match=r"row 4: label 'cow' is not in the class list"):
         load("csv", _manifest(tmp_path, rows))
     rows = ["0.png,1,p0,train,1", "1.png,0,p1,train,1", "2.png,2,p2,test,1"]
-    with pytest.raises(DataError, match=r"line 4: label '2' is not in the class list"):
+    with pytest.raises(DataError, match=r"row 4: label 2 is outside the valid range 0..1"):
         load("csv", _manifest(tmp_path, rows))
-    with pytest.raises(DataError, match=r"line 2: split 'holdout'"):
+    with pytest.raises(DataError, match=r"row 2: split 'holdout'"):
         load("csv", _manifest(tmp_path, ["0.png,1,p0,holdout,1"]))
     with pytest.raises(DataError, match=r"no column 'pid' \(config.data.patient_column\)"):
         load("csv", _manifest(tmp_path, ["0.png,1,p0,train,1"]), patient_column="pid")

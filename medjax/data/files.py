@@ -190,8 +190,11 @@ def read_all(entries: list[Entry], cfg, reader: Reader | None = None):
     def attempt(entry: Entry) -> Decoded | DataError:
         try:
             if not os.path.isfile(entry.path):
+                problem = (
+                    "is a folder, not a file" if os.path.isdir(entry.path) else "does not exist"
+                )
                 raise DataError(
-                    f"{entry.name!r} does not exist (looked for {entry.path}); fix the path "
+                    f"{entry.name!r} {problem} (looked for {entry.path}); fix the path "
                     f"(relative to the manifest's folder) or delete the row"
                 )
             decoded = (reader or reader_for(entry.path))(entry.path, cfg)
