@@ -127,3 +127,109 @@ def test_npz_object_arrays_are_named_not_unpickled(tmp_path):
     path = write_npz(tmp_path / "objects.npz", {"train_images": buf.getvalue()})
     with pytest.raises(DataError, match="'train_images' holds Python objects"):
         load_dataset(medmnist_config(path))
+
+
+def folder_with(tmp_path, name: str) -> str:
+    """A two-class folder whose class b holds `name` next to a small valid image."""
+    from .test_sources_files import grey, save  # noqa: PLC0415
+
+    save(tmp_path / "a" / "ok.png", grey(1))
+    (tmp_path / "b").mkdir(exist_ok=True)
+    return str(tmp_path / "b" / name)
+
+
+def files_config(source, root, **changes):
+    from .test_sources_files import data_config  # noqa: PLC0415
+
+    return data_config(source, root, **changes)
+
+
+def expect_source_error(source, root, match, **changes):
+    from medjax.data import SOURCES  # noqa: PLC0415
+
+    def run():
+        with pytest.raises(DataError, match=match):
+            SOURCES.get(source)(files_config(source, root, **changes))
+
+    return run
+
+
+def test_a_16_bit_tiff_above_max_pixels_is_refused_before_decoding(tmp_path):
+    from PIL import Image  # noqa: PLC0415
+
+    path = folder_with(tmp_path, "big.tif")
+    Image.fromarray(np.zeros((3000, 3000), np.uint16)).save(path, compression="tiff_deflate")
+    run = expect_source_error(
+        "image_folder", tmp_path, "big.tif: image of 9,000,000 pixels exceeds", max_pixels=10**6
+    )
+    assert peak_bytes(run) < 4 * MiB  # decoding it would take 18 MB
+
+
+def test_a_multi_frame_tiff_is_refused_before_decoding_any_frame(tmp_path):
+    from PIL import Image  # noqa: PLC0415
+
+    path = folder_with(tmp_path, "pages.tif")
+    small, big = (Image.fromarray(np.zeros((n, n), np.uint16)) for n in (8, 3000))
+    small.save(path, save_all=True, append_images=[big], compression="tiff_deflate")
+    run = expect_source_error("image_folder", tmp_path, "pages.tif: has 2 frames or pages")
+    assert peak_bytes(run) < 4 * MiB
+
+
+def test_a_nii_gz_stream_longer_than_its_header_reads_only_the_header_size(tmp_path):
+    import gzip  # noqa: PLC0415
+
+    import nibabel  # noqa: PLC0415
+
+    volume = np.ones((8, 8, 4), np.float32)
+    image = nibabel.Nifti1Image(volume, np.eye(4))
+    (tmp_path / "a").mkdir()
+    nibabel.save(image, tmp_path / "a" / "ok.nii.gz")
+    (tmp_path / "b").mkdir()
+    plain = tmp_path / "b" / "plain.nii"
+    nibabel.save(image, plain)
+    with gzip.open(tmp_path / "b" / "bomb.nii.gz", "wb", compresslevel=1) as f:
+        f.write(plain.read_bytes())
+        for _ in range(64):
+            f.write(bytes(MiB))  # 64 MiB of zeros beyond what the header claims
+    plain.unlink()
+    from medjax.data import SOURCES  # noqa: PLC0415
+
+    config = files_config("nifti", tmp_path, depth=4)
+    tracemalloc.start()
+    try:
+        images = SOURCES.get("nifti")(config).splits["all"].images
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 8 * MiB
+    np.testing.assert_array_equal(images[1], 1.0)
+
+
+def test_a_nii_header_claiming_more_than_the_file_holds_is_refused_unread(tmp_path):
+    import nibabel  # noqa: PLC0415
+
+    path = folder_with(tmp_path, "claim.nii")
+    image = nibabel.Nifti1Image(np.ones((8, 8, 4), np.float32), np.eye(4))
+    (tmp_path / "a" / "ok.png").unlink()
+    nibabel.save(image, tmp_path / "a" / "ok.nii")
+    image.header.set_data_shape((400, 400, 400))
+    with open(path, "wb") as f:
+        f.write(image.header.binaryblock + b"\0" * 104)
+    run = expect_source_error(
+        "nifti", tmp_path, r"claim.nii: its header claims \(400, 400, 400\) voxels", depth=4
+    )
+    assert peak_bytes(run) < 4 * MiB
+
+
+def test_a_dicom_file_too_large_for_max_pixels_is_refused_unread(tmp_path):
+    from .test_sources_dicom_nifti import STORED, write_dicom  # noqa: PLC0415
+
+    path = folder_with(tmp_path, "huge.dcm")
+    (tmp_path / "a" / "ok.png").unlink()
+    write_dicom(tmp_path / "a" / "ok.dcm", STORED)
+    with open(path, "wb") as f:
+        f.truncate(80 * MiB)  # sparse: no disk space used
+    run = expect_source_error(
+        "dicom", tmp_path, r"huge.dcm: a DICOM file of 83,886,080 bytes", max_pixels=1000
+    )
+    assert peak_bytes(run) < 4 * MiB
