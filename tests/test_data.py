@@ -67,7 +67,7 @@ def test_medmnist_wrong_layout_names_missing_keys(tmp_path):
 def test_medmnist_negative_labels_refused(tmp_path):
     arrays = _good()
     arrays["train_labels"] = arrays["train_labels"].astype(np.int16) - 1
-    with pytest.raises(DataError, match="outside 0..1"):
+    with pytest.raises(DataError, match=r"outside 0..0 \(first bad value -1\)"):
         load_dataset(_npz(tmp_path, **arrays).data)
 
 

@@ -46,6 +46,18 @@ def test_integer_labels_leaving_a_gap_name_the_largest_label_and_its_row(tmp_pat
         load("csv", manifest(tmp_path, text))
 
 
+def test_a_huge_integer_label_is_refused_without_enumerating_its_classes(tmp_path):
+    text = "path,label\n0.png,0\n1.png,1\n2.png,4294967296\n"
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"no class 2, 3, .* \(the largest label, 4294967296"):
+            load("csv", manifest(tmp_path, text))
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 16 << 20
+
+
 def test_float_labels_are_class_indices_and_fractions_are_refused(tmp_path):
     text = "path,label\n0.png,1.0\n1.png,0.0\n2.png,2\n3.png,3.0\n"
     ds = load("csv", manifest(tmp_path, text))

@@ -12,6 +12,7 @@ The reference rows are the train rows when the manifest has a split column, else
 """
 
 import collections
+import itertools
 import math
 import unicodedata
 
@@ -55,7 +56,8 @@ def _check_numbered(numbers, rows, reference, path: str) -> int:
                 f"class indices, and {source} use 0..{count - 1}); fix the label, or add training "
                 f"rows of class {n}"
             )
-    missing = [c for c in range(count) if c not in used]
+    # lazily: one corrupt label (2**32) must not enumerate billions of classes
+    missing = list(itertools.islice((c for c in range(count) if c not in used), 11))
     if missing:
         first = rows[next(i for i in reference if numbers[i] == count - 1)]
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")

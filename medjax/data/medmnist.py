@@ -21,6 +21,7 @@ from medjax.data.source import (
     Split,
     check_every_class,
     check_labels,
+    index_names,
     to_channels,
 )
 from medjax.data.values import check_finite
@@ -203,8 +204,11 @@ def medmnist(cfg) -> Dataset:
         )
     modality, names = KNOWN.get(cfg.name, ("unknown", None))
     if names is None:
-        names = [f"class_{i}" for i in range(max(int(s.labels.max()) for s in splits.values()) + 1)]
-    check_labels(splits, names, path, f"the file is corrupt or not {cfg.name}")
+        names = index_names(splits, path)
+    fix = f"the file is corrupt or not {cfg.name}"
+    if cfg.name not in KNOWN:
+        fix = "labels are class indices 0, 1, ... and every class needs training images"
+    check_labels(splits, names, path, fix)
     check_every_class("train", splits["train"], names, path, "add training images of it")
     for split in splits.values():
         split.labels = split.labels.astype(np.int32)

@@ -19,7 +19,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax.data.decode import fit_image
-from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, Split, check_labels, to_channels
+from medjax.data.source import (
+    SOURCE_FILES,
+    SOURCES,
+    Dataset,
+    Split,
+    check_labels,
+    index_names,
+    to_channels,
+)
 from medjax.data.values import check_finite
 from medjax.errors import ConfigError, DataError
 
@@ -198,6 +206,6 @@ def tfds_source(cfg) -> Dataset:
     if isinstance(label, tfds.features.ClassLabel):
         names = list(label.names)
     else:
-        names = [f"class_{i}" for i in range(max(int(s.labels.max()) for s in splits.values()) + 1)]
+        names = index_names(splits, origin)
     check_labels(splits, names, origin, "unlabelled examples (label -1) are not supported")
     return Dataset(info.name, splits, len(names), names, "unknown", origin=origin)
