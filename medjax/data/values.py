@@ -42,7 +42,13 @@ def check_finite(images: np.ndarray, where: str, fix: str) -> None:
 
 
 def check_config(data) -> None:
-    """The value keys of config.data (bit_depth, range_check), before any data is read."""
+    """The value keys of config.data (bit_depth, range_check, max_examples_per_split), before
+    any data is read."""
+    if data.max_examples_per_split < 0:  # a negative slice bound would drop images silently
+        raise ConfigError(
+            f"config.data.max_examples_per_split must be >= 0 (0 keeps every image), not "
+            f"{data.max_examples_per_split}"
+        )
     if data.bit_depth not in BIT_DEPTHS:
         raise ConfigError(
             f"config.data.bit_depth must be one of {', '.join(BIT_DEPTHS)}, not {data.bit_depth!r}"
