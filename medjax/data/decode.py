@@ -179,7 +179,7 @@ def fit_volume(volume: np.ndarray, depth: int, size: int, fit: str) -> np.ndarra
 
 
 def file_depth(array: np.ndarray) -> str:
-    """ "8", "16" or "float": the depth `image_to_array` decoded a file at."""
+    """The depth `image_to_array` decoded a file at: "8", "16" or "float"."""
     return {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16"}.get(array.dtype, "float")
 
 

@@ -152,15 +152,16 @@ def _cause(raw: np.ndarray, promise: Promise, specs) -> str:
     if promise.assumes is None:
         return f"an op after {promise.spec!r} moved the values; check the ops after it"
     low, high = promise.assumes
-    where = "" if promise.spec == specs[0] else f" (before the ops up to {promise.spec!r})"
+    where = "" if promise.spec == specs[0] else " (before the ops ahead of it)"
     text = (
         f"the raw training pixels{where} span {_span(raw)} but {promise.spec!r} assumes "
         f"{low:g}..{high:g}"
     )
     if high > 2 * 255 and raw.max() <= 255:
         return (
-            f"{text}: image files are on 0-255 under config.data.bit_depth='auto'; drop in_max "
-            f"(0-255 is the default), or set config.data.bit_depth='16' to keep 0-65535"
+            f"{text}: the data is on 0-255 (as PNG/TIFF files are under config.data.bit_depth="
+            f"'auto'); drop in_max (0-255 is the default), or for 16-bit image files set "
+            f"config.data.bit_depth='16' to keep 0-65535"
         )
     if raw.dtype == np.uint16 or (raw.dtype.kind in "ui" and 255 < raw.max() <= 65535):
         return (

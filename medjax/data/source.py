@@ -84,7 +84,7 @@ def shown(items, limit: int = 10) -> str:
 
 
 def index_names(splits: dict, origin: str) -> list[str]:
-    """ "class_0".."class_K" for labels that are bare class indices, K the largest training
+    """Names class_0..class_K for labels that are bare class indices, K the largest training
     label. Refused when K reaches the training set's size (some class would have no training
     image) before the list is built: one corrupt label (2**32) would make it billions long."""
     train = splits["train"] if "train" in splits else splits["all"]
