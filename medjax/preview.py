@@ -30,7 +30,7 @@ def augmented_grid(config, examples: int, draws: int, with_mix: bool = False):
     train = raw.splits["train"]
     # Evenly spaced examples, so every class tends to show up.
     pick = np.linspace(0, len(train) - 1, examples).astype(int)
-    dataset, fitted = preprocess_dataset(raw, pipeline_fns(config)[0])
+    dataset, fitted = preprocess_dataset(raw, pipeline_fns(config)[0], config.data.range_check)
     exp = build_experiment([config], with_oversampling(dataset, config, raw.summary(), fitted))
     images = dataset.splits["train"].images[pick]
     state_key = seed_keys(config.seed)[1]

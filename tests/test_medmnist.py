@@ -15,7 +15,7 @@ def write_medmnist(folder, name, size, volumes=False, channels=1, num_classes=2)
     """A tiny file shaped like the official ones: uint8 images, (N, 1) uint8 labels."""
     rng = np.random.default_rng(size)
     arrays = {}
-    for split, n in (("train", 6), ("val", 4), ("test", 4)):
+    for split, n in (("train", max(6, num_classes)), ("val", 4), ("test", 4)):
         shape = (n, size, size, size) if volumes else (n, size, size)
         if channels == 3:
             shape = (*shape, 3)

@@ -10,7 +10,7 @@ from PIL import Image, ImageFile
 
 from medjax.configs import get_base_config
 from medjax.data import SOURCES, load_dataset
-from medjax.data.files import SkippedFileWarning
+from medjax.data.files import MixedDepthWarning, SkippedFileWarning
 from medjax.data.source import source_files
 from medjax.errors import ConfigError, DataError
 from medjax.train.validate import validate
@@ -69,12 +69,13 @@ def test_image_folder_8bit_modes_load_exactly(tmp_path):
     np.testing.assert_array_equal(rgb[1], np.dstack([ramp()] * 3))
 
 
-def test_16bit_images_keep_their_depth_and_8bit_ones_are_scaled(tmp_path):
+def test_16bit_png_and_tiff_decode_exactly_at_bit_depth_16(tmp_path):
     deep = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)
     save(tmp_path / "a" / "deep.png", deep)
     save(tmp_path / "a" / "deep.tif", deep)
     save(tmp_path / "b" / "shallow.png", ramp())
-    images = load("image_folder", tmp_path).splits["all"].images
+    with pytest.warns(MixedDepthWarning):
+        images = load("image_folder", tmp_path, bit_depth="16").splits["all"].images
     assert images.dtype == np.uint16
     np.testing.assert_array_equal(images[0, ..., 0], deep)
     np.testing.assert_array_equal(images[1, ..., 0], deep)
@@ -215,12 +216,12 @@ def test_manifest_integer_labels_and_no_optional_columns(tmp_path):
 @pytest.mark.parametrize(
     "row, message",
     [
-        ("missing.png,b", "line 3: 'missing.png' does not exist"),
-        ("../outside.png,b", "line 3: path '../outside.png' resolves to .* outside"),
-        ("{outside},b", "line 3: path .* outside the manifest's folder"),
-        ("link.png,b", "line 3: path 'link.png' resolves to .* outside"),
-        ("ok.png,b", "line 3: 'ok.png' is also listed at .* line 2"),
-        (",b", "line 3: empty 'path' cell"),
+        ("missing.png,b", "row 3: 'missing.png' does not exist"),
+        ("../outside.png,b", "row 3: path '../outside.png' resolves to .* outside"),
+        ("{outside},b", "row 3: path .* outside the manifest's folder"),
+        ("link.png,b", "row 3: path 'link.png' resolves to .* outside"),
+        ("ok.png,b", "row 3: 'ok.png' is also listed at .* row 2"),
+        (",b", "row 3: empty 'path' cell"),
     ],
 )
 def test_manifest_bad_paths(tmp_path, row, message):
@@ -237,12 +238,12 @@ def test_manifest_label_not_in_the_class_list(tmp_path):
     for i in range(3):
         save(tmp_path / f"{i}.png", grey(i))
     rows = ["0.png,cat,p0,train,1", "1.png,dog,p1,train,1", "2.png,cow,p2,test,1"]
-    with pytest.raises(DataError, match=r"line 4: label 'cow' is not in the class list"):
+    with pytest.raises(DataError, match=r"row 4: label 'cow' is not in the class list"):
         load("csv", _manifest(tmp_path, rows))
     rows = ["0.png,1,p0,train,1", "1.png,0,p1,train,1", "2.png,2,p2,test,1"]
-    with pytest.raises(DataError, match=r"line 4: label '2' is not in the class list"):
+    with pytest.raises(DataError, match=r"row 4: label 2 is outside the valid range 0..1"):
         load("csv", _manifest(tmp_path, rows))
-    with pytest.raises(DataError, match=r"line 2: split 'holdout'"):
+    with pytest.raises(DataError, match=r"row 2: split 'holdout'"):
         load("csv", _manifest(tmp_path, ["0.png,1,p0,holdout,1"]))
     with pytest.raises(DataError, match=r"no column 'pid' \(config.data.patient_column\)"):
         load("csv", _manifest(tmp_path, ["0.png,1,p0,train,1"]), patient_column="pid")

@@ -39,6 +39,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.split_column = "split"  # optional; train/val/test per row
     c.data.on_error = "raise"  # raise, or skip (a warning per bad file and a count)
     c.data.max_pixels = 89_478_485  # refuse larger images (decompression bombs; PIL's limit)
+    # PNG/JPEG/BMP/TIFF pixel scale, per file: auto (every file 0-255; 16-bit ones / 257 as
+    # float32), 8 (uint8 0-255) or 16 (uint16 0-65535; 8-bit ones x 257). medjax.data.decode
+    c.data.bit_depth = "auto"
     # Splits for data without official ones: stratified by class, grouped by patient when ids
     # exist. num_folds > 1: k-fold cross-validation over train+val, fold picks the val fold.
     c.data.split_fractions = (0.7, 0.1, 0.2)  # train, val, test
@@ -58,6 +61,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Ordered op lists, each entry "name(arg=value, ...)" (see medjax.ops). Preprocessing runs
     # once per example on the host; augmentation runs on the device inside the train step.
     c.data.preprocess = ("value_range(min=-1.0, max=1.0)",)
+    # After preprocessing, training values far outside the range the ops promise (e.g. 16-bit
+    # pixels through value_range's default in_max=255): raise, warn or off. NaN/inf always fail.
+    c.data.range_check = "raise"
     c.data.augment = ()
     c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
 

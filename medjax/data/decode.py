@@ -1,12 +1,20 @@
 """Pixels from files: safe image decoding, channel conversion, and fitting to the model's size.
 
-Value ranges (what preprocessing such as `value_range` or `minmax` sees):
-- 8-bit images (L, RGB, palette, RGBA without its alpha): uint8 in [0, 255].
-- 16-bit images (I;16 PNG/TIFF): uint16 in [0, 65535]. A dataset holding any 16-bit image is
-  stored as uint16 throughout, its 8-bit images scaled by 257 (255 -> 65535), so use
-  `value_range(in_max=65535)` or `minmax()` for it.
-- Float images (TIFF mode F), DICOM and NIfTI: float32 (see those modules for their units); a
-  dataset holding any float image is float32 throughout, integer images keeping their values.
+Value ranges (what preprocessing such as `value_range` or `minmax` sees) follow
+config.data.bit_depth, applied to each file on its own, so one file never changes the values of
+another:
+- "auto" (default): every image on the 8-bit scale 0-255, each from its own full scale. 8-bit
+  images (L, RGB, palette, RGBA without its alpha) stay uint8; 16-bit images (I;16 PNG/TIFF,
+  or 32-bit integer TIFFs within 0..65535) become float32 values / 257, keeping their
+  precision, so an 8-bit and a 16-bit image of one scene get the same values and the default
+  `value_range` fits both.
+- "8": uint8 0-255 throughout; 16-bit images divided by 257 and rounded.
+- "16": uint16 0-65535 throughout, 8-bit images multiplied by 257 (255 -> 65535); preprocess
+  with `value_range(in_max=65535)` or `minmax()`.
+Float images (TIFF mode F, or 32-bit integers outside 0..65535) keep their values as float32,
+as DICOM and NIfTI do (see those modules for their units). A dataset holding any float image is
+float32 throughout. A dataset whose files have different depths gets one warning with the
+count of each (`medjax.data.files`): depth can follow the scanner, and so the class.
 
 Resizing: Pillow's BOX filter (area average) when an image shrinks, BILINEAR when it grows, so
 no ringing pushes values outside the input's range; images already at the size are untouched.
@@ -27,6 +35,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # Only the formats medjax documents: a smaller decoder surface for untrusted files.
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
 FITS = ("pad", "resize")
+BIT_DEPTHS = ("auto", "8", "16")  # config.data.bit_depth
 
 
 @dataclasses.dataclass
@@ -36,6 +45,7 @@ class Decoded:
     images: list[np.ndarray]  # each (S, S, C), or (D, S, S, C) for volumes
     patient: str | None = None  # from the file itself (DICOM PatientID)
     modality: str = "unknown"
+    depth: str | None = None  # image files: "8", "16" or "float", before bit_depth mapping
 
 
 def is_image_file(path: str) -> bool:
@@ -168,13 +178,27 @@ def fit_volume(volume: np.ndarray, depth: int, size: int, fit: str) -> np.ndarra
     return volume
 
 
+def file_depth(array: np.ndarray) -> str:
+    """The depth `image_to_array` decoded a file at: "8", "16" or "float"."""
+    return {np.dtype(np.uint8): "8", np.dtype(np.uint16): "16"}.get(array.dtype, "float")
+
+
+def to_bit_depth(array: np.ndarray, bit_depth: str) -> np.ndarray:
+    """One file's pixels on the common scale config.data.bit_depth names (see module doc)."""
+    depth = file_depth(array)
+    if depth == "8" and bit_depth == "16":
+        return array.astype(np.uint16) * 257
+    if depth == "16" and bit_depth != "16":
+        scaled = array.astype(np.float32) / 257
+        return scaled if bit_depth == "auto" else cast(scaled, np.uint8)
+    return array
+
+
 def stack_consistent(images: list[np.ndarray]) -> np.ndarray:
-    """Stack examples into one array of one dtype for the whole dataset (see module doc)."""
-    kinds = {a.dtype for a in images}
-    if any(np.dtype(k).kind == "f" for k in kinds):
+    """Stack examples into one array: float32 if any is float (integer values kept as they
+    are: `to_bit_depth` already put every file on one scale), else their common dtype."""
+    if any(a.dtype.kind == "f" for a in images):
         return np.stack([a.astype(np.float32) for a in images])
-    if np.dtype(np.uint16) in kinds:
-        return np.stack([a.astype(np.uint16) * (257 if a.dtype == np.uint8 else 1) for a in images])
     return np.stack(images)
 
 
@@ -186,5 +210,6 @@ def read_image(path: str, cfg) -> Decoded:
             f"--config.data.depth=0 (or use NIfTI or multi-frame DICOM volumes)"
         )
     array = image_to_array(open_image(path, cfg.max_pixels), path)
+    depth, array = file_depth(array), to_bit_depth(array, cfg.bit_depth)
     array = to_channels(array[None], cfg.channels, path)[0]
-    return Decoded([fit_image(array, cfg.image_size, cfg.fit)])
+    return Decoded([fit_image(array, cfg.image_size, cfg.fit)], depth=depth)

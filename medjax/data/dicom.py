@@ -18,6 +18,7 @@ else the PatientID tag, else the file itself. Modality comes from the Modality t
 """
 
 import math
+import os
 
 import numpy as np
 import pydicom
@@ -68,22 +69,59 @@ def is_dicom_file(path: str) -> bool:
         return False
 
 
-def _number(ds, keyword: str, default=None):
+def _number(ds, keyword: str, default=None, path: str = ""):
     value = ds.get(keyword)
     if value is None or value == "":
         return default
     if isinstance(value, pydicom.multival.MultiValue):  # several windows: the first is default
         value = value[0] if len(value) else default
-    return float(value) if value is not None else default
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{path}: DICOM tag {keyword} is {str(value)[:40]!r}, not a number; the file's "
+            f"header is corrupt: fix or remove the file"
+        ) from None
 
 
-def _grey(ds, stored: np.ndarray, window) -> np.ndarray:
+def _count(ds, keyword: str, default: int, path: str) -> int:
+    """A count tag (Rows, NumberOfFrames, ...) as a non-negative int."""
+    value = _number(ds, keyword, default, path)
+    if not math.isfinite(value) or value < 0:
+        raise DataError(
+            f"{path}: DICOM tag {keyword} is {value}, not a count; the file's header is "
+            f"corrupt: fix or remove the file"
+        )
+    return int(value)
+
+
+def _check_size(ds, path: str, frames: int, rows: int, columns: int) -> None:
+    """Uncompressed pixel data must hold what the header claims, checked before decoding."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    bits = _count(ds, "BitsAllocated", 8, path)
+    if (syntax is not None and syntax.is_compressed) or bits % 8:
+        return  # compressed (or bit-packed) data is smaller; max_pixels bounds its decoding
+    samples = _count(ds, "SamplesPerPixel", 1, path)
+    claimed, held = frames * rows * columns * samples * bits // 8, len(ds.PixelData)
+    if claimed > held:
+        raise DataError(
+            f"{path}: the header claims {frames} frame(s) of {rows}x{columns} pixels "
+            f"({claimed:,} bytes) but the pixel data holds {held:,} bytes; the file is truncated "
+            f"or its header is wrong: re-export or remove it"
+        )
+
+
+def _grey(ds, stored: np.ndarray, window, path: str) -> np.ndarray:
     """Stored grey values (F, H, W) -> rescaled, windowed, MONOCHROME1-inverted float32."""
-    slope, intercept = _number(ds, "RescaleSlope", 1.0), _number(ds, "RescaleIntercept", 0.0)
+    slope = _number(ds, "RescaleSlope", 1.0, path)
+    intercept = _number(ds, "RescaleIntercept", 0.0, path)
     values = stored.astype(np.float64) * slope + intercept
     inverted = str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
     if window == "file":
-        center, width = _number(ds, "WindowCenter"), _number(ds, "WindowWidth")
+        center, width = (
+            _number(ds, "WindowCenter", None, path),
+            _number(ds, "WindowWidth", None, path),
+        )
         if center is None or width is None or width <= 0:
             low, high = float(values.min()), float(values.max())
             center, width = (low + high) / 2, max(high - low, 1e-6)
@@ -106,7 +144,20 @@ def _modality(ds) -> str:
     return next((name for name, codes in MODALITIES.items() if code in codes), "unknown")
 
 
+def _check_file_size(path: str, max_pixels: int) -> None:
+    """Refuse a file too large for any image within max_pixels before reading it whole (up to
+    3 samples of 8 bytes per pixel, plus room for other elements)."""
+    size, limit = os.path.getsize(path), max_pixels * 24 + (64 << 20)
+    if size > limit:
+        raise DataError(
+            f"{path}: a DICOM file of {size:,} bytes, more than an image within "
+            f"config.data.max_pixels={max_pixels:,} can take; if the file is trusted, raise "
+            f"--config.data.max_pixels"
+        )
+
+
 def read_dicom(path: str, cfg) -> Decoded:
+    _check_file_size(path, cfg.max_pixels)
     try:
         ds = pydicom.dcmread(path, force=True)  # force: files without the 128-byte preamble
     except Exception as e:  # pydicom raises many exception types on malformed files
@@ -116,16 +167,17 @@ def read_dicom(path: str, cfg) -> Decoded:
             f"{path}: not a DICOM image (no pixel data; a report, or not DICOM at all); remove "
             f"it from the data"
         )
-    frames = int(_number(ds, "NumberOfFrames", 1))
-    rows, columns = int(_number(ds, "Rows", 0)), int(_number(ds, "Columns", 0))
+    frames = _count(ds, "NumberOfFrames", 1, path)
+    rows, columns = _count(ds, "Rows", 0, path), _count(ds, "Columns", 0, path)
     check_pixels(path, frames * rows * columns, cfg.max_pixels, "image data")
+    _check_size(ds, path, frames, rows, columns)
     try:
         pixels = ds.pixel_array
     except Exception as e:  # missing decoder plugins, bad lengths, unknown transfer syntaxes
         raise DataError(f"{path}: cannot decode the DICOM pixel data ({e})") from None
     stack = pixels if frames > 1 else pixels[None]
-    if int(_number(ds, "SamplesPerPixel", 1)) == 1:
-        stack = _grey(ds, stack, parse_window(cfg.dicom_window))[..., None]
+    if _count(ds, "SamplesPerPixel", 1, path) == 1:
+        stack = _grey(ds, stack, parse_window(cfg.dicom_window), path)[..., None]
     else:
         stack = stack.astype(np.float32)  # RGB: pydicom already converted YBR to RGB
     if cfg.depth > 0:

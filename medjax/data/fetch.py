@@ -61,6 +61,22 @@ def _download(url: str, out, desc: str, progress: bool) -> str:
     return digest.hexdigest()
 
 
+def _temporary_file(directory: str, filename: str) -> tuple[int, str]:
+    """A new hidden file in `directory` (created if need be) to download into."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise DataError(
+            f"--dir {directory!r} is a file, not a folder; pass the folder to write {filename} into"
+        )
+    try:
+        os.makedirs(directory, exist_ok=True)
+        return tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
+    except OSError as e:
+        raise DataError(
+            f"cannot write into --dir {directory!r} ({e.strerror or e}); pass a folder you can "
+            f"write to"
+        ) from None
+
+
 def fetch_medmnist(
     name: str,
     size: int,
@@ -78,8 +94,7 @@ def fetch_medmnist(
         print(f"{dest}: already there, MD5 matches")
         return dest
     url = medmnist_info.url(name, size, base_url)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
+    fd, tmp = _temporary_file(directory, filename)
     try:
         with os.fdopen(fd, "wb") as out:
             got = _download(url, out, filename, progress)

@@ -16,7 +16,8 @@ from collections.abc import Callable
 import numpy as np
 
 from medjax.data.decode import Decoded, is_image_file, read_image, stack_consistent
-from medjax.data.source import Dataset, Split
+from medjax.data.source import Dataset, Split, check_every_class
+from medjax.data.values import nonfinite
 from medjax.errors import DataError
 
 # Folder and split-column names (any case) -> medjax split
@@ -35,6 +36,18 @@ ON_ERROR = ("raise", "skip")  # config.data.on_error
 
 class SkippedFileWarning(UserWarning):
     """A file left out of the dataset because config.data.on_error is "skip"."""
+
+
+class MixedDepthWarning(UserWarning):
+    """The image files of one dataset were stored at different bit depths."""
+
+
+DEPTH_NAMES = {"8": "8-bit", "16": "16-bit", "float": "float"}
+SCALES = {
+    "auto": "each was mapped from its own full scale onto 0-255 (16-bit values / 257)",
+    "8": "each was mapped onto 0-255 uint8 (16-bit values / 257, rounded)",
+    "16": "each was mapped onto 0-65535 uint16 (8-bit values x 257)",
+}
 
 
 @dataclasses.dataclass
@@ -155,6 +168,19 @@ def scan_folders(
     return entries, class_names
 
 
+def _check_finite(path: str, decoded: Decoded) -> None:
+    """Inside the per-file read, so config.data.on_error="skip" leaves such files out too."""
+    found = nonfinite(np.stack(decoded.images))
+    if found:
+        n = len(decoded.images)
+        which = f" (in {found[1]} of its {n} frames or slices, the first at index {found[0]})"
+        raise DataError(
+            f"{path}: NaN or infinite pixel values{which if n > 1 else ''}; the data is at "
+            f"fault, not the training: clean the file (e.g. replace them and save it again), or "
+            f"set --config.data.on_error=skip to leave out such files"
+        )
+
+
 def read_all(entries: list[Entry], cfg, reader: Reader | None = None):
     """[(entry, Decoded)] of the readable files, in order, and how many were skipped.
 
@@ -164,11 +190,16 @@ def read_all(entries: list[Entry], cfg, reader: Reader | None = None):
     def attempt(entry: Entry) -> Decoded | DataError:
         try:
             if not os.path.isfile(entry.path):
+                problem = (
+                    "is a folder, not a file" if os.path.isdir(entry.path) else "does not exist"
+                )
                 raise DataError(
-                    f"{entry.name!r} does not exist (looked for {entry.path}); fix the path "
+                    f"{entry.name!r} {problem} (looked for {entry.path}); fix the path "
                     f"(relative to the manifest's folder) or delete the row"
                 )
-            return (reader or reader_for(entry.path))(entry.path, cfg)
+            decoded = (reader or reader_for(entry.path))(entry.path, cfg)
+            _check_finite(entry.path, decoded)
+            return decoded
         except DataError as e:
             return DataError(f"{entry.where}: {e}" if entry.where else str(e))
 
@@ -224,17 +255,36 @@ def build_dataset(name, pairs, class_names, origin, skipped: int, total: int) ->
         keep = np.array([s == split for s in splits])
         out[split] = Split(stacked[keep], labels[keep], None if groups is None else groups[keep])
     reference = "train" if "train" in out else "all"
-    counts = np.bincount(out[reference].labels, minlength=len(class_names))
-    for label, count in enumerate(counts):
-        if not count:
-            why = " after skipping unreadable files" if skipped else ""
-            raise DataError(
-                f"{origin}: class {class_names[label]!r} has no images in the {reference} "
-                f"split{why}; add some or remove the class"
-            )
+    why = "none were left after skipping unreadable files; " if skipped else ""
+    check_every_class(
+        reference, out[reference], class_names, origin, f"{why}add some or remove the class"
+    )
     modalities = {decoded.modality for _, decoded in pairs}
     modality = modalities.pop() if len(modalities) == 1 else "unknown"
     return Dataset(name, out, len(class_names), list(class_names), modality, origin=origin)
+
+
+def warn_mixed_depths(pairs, bit_depth: str, origin: str) -> None:
+    """One warning for a dataset whose image files differ in bit depth, with the count and a
+    first file of each depth (DICOM and NIfTI, in physical units, are not counted)."""
+    first, counts = {}, {}
+    for entry, decoded in pairs:
+        if decoded.depth is not None:
+            first.setdefault(decoded.depth, entry.name)
+            counts[decoded.depth] = counts.get(decoded.depth, 0) + 1
+    if len(counts) < 2:
+        return
+    found = ", ".join(
+        f"{counts[d]} {name} (first: {first[d]})" for d, name in DEPTH_NAMES.items() if d in counts
+    )
+    warnings.warn(
+        f"{origin}: image files of different bit depths: {found}; with config.data.bit_depth="
+        f"{bit_depth!r} {SCALES[bit_depth]}, float images keep their values. Check that the "
+        f"depth does not follow the class (a model can learn the scanner instead of the "
+        f"disease), and set config.data.bit_depth to choose the common scale",
+        MixedDepthWarning,
+        stacklevel=3,
+    )
 
 
 def load(entries, class_names, cfg, origin: str, reader: Reader | None = None) -> Dataset:
@@ -244,5 +294,6 @@ def load(entries, class_names, cfg, origin: str, reader: Reader | None = None) -
             f"(is config.data.path the folder above the class folders, or the right manifest?)"
         )
     pairs, skipped = read_all(entries, cfg, reader)
+    warn_mixed_depths(pairs, cfg.bit_depth, origin)
     name = os.path.basename(os.path.normpath(cfg.path)).removesuffix(".csv")
     return build_dataset(name, pairs, class_names, origin, skipped, len(entries))

@@ -30,5 +30,9 @@ def load_dataset(data_config) -> Dataset:
         }
     for name in SPLITS:
         if name not in dataset.splits or len(dataset.splits[name]) == 0:
-            raise DataError(f"{dataset.origin}: the {name!r} split is empty or missing")
+            sizes = ", ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
+            raise DataError(
+                f"{dataset.origin}: the {name!r} split is empty or missing (images per split: "
+                f"{sizes}); use more data, or other config.data.split_fractions"
+            )
     return dataset

@@ -6,17 +6,19 @@ to the manifest's folder, and must stay inside that folder's tree after followin
 manifest can never make medjax read files elsewhere. Files are read by type: PNG, JPEG, BMP,
 TIFF, DICOM (.dcm, or any file with the DICM preamble) and NIfTI (.nii, .nii.gz).
 
-Labels: when every label is an integer, it is the class index (classes 0..max, named "0", "1",
-...); otherwise the classes are the sorted distinct labels. With a split column the class list
-comes from the train rows, so a val or test label unseen in training is an error. The split
-column takes train/val/test (also training, valid, validation, testing), for every row or none.
+Labels: numbers are class indices, anything else class names (`medjax.data.manifest_labels`
+has the rules). With a split column the class list comes from the train rows, so a val or test
+label unseen in training is an error. The split column takes train/val/test (also training,
+valid, validation, testing), for every row or none. Errors name the row as a spreadsheet shows
+it, the header being row 1; the file must be UTF-8 (`medjax.data.csv_rows`).
 """
 
-import csv
 import os
 
 from medjax.configs import get_base_config
 from medjax.data import files
+from medjax.data.csv_rows import read_table
+from medjax.data.manifest_labels import class_list
 from medjax.data.source import SOURCE_FILES, SOURCES, Dataset
 from medjax.errors import DataError
 
@@ -25,18 +27,28 @@ def is_manifest(path: str) -> bool:
     return path.lower().endswith(".csv")
 
 
-def _column(header: list[str], cfg, key: str, path: str) -> str | None:
-    """The column config.data.<key> names; the optional ones may be absent under their default
-    name, but a name the user chose must exist (a typo would silently drop patient grouping)."""
+def _column(header: list[str], cfg, key: str, path: str) -> int | None:
+    """The index of the column config.data.<key> names; the optional ones may be absent under
+    their default name, but a name the user chose must exist (a typo would silently drop
+    patient grouping), and a used name must be unique (which one to read would be a guess)."""
     value, required = cfg[key], key in ("path_column", "label_column")
+    if header.count(value) > 1:
+        at = [i + 1 for i, h in enumerate(header) if h == value]
+        raise DataError(
+            f"{path}: the header has {len(at)} columns named {value!r} (config.data.{key}), "
+            f"columns {at}; rename or delete all but one"
+        )
     if value in header:
-        return value
+        return header.index(value)
     if not value and not required:
         return None
     if required or value != get_base_config().data[key]:
+        hint = ""
+        if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+            hint = " (the header looks separated by ';' or tabs: save the file comma-separated)"
         raise DataError(
-            f"{path}: no column {value!r} (config.data.{key}); the header has {header}; set "
-            f"--config.data.{key}=<the column's name>"
+            f"{path}: no column {value!r} (config.data.{key}); the header has {header}{hint}; "
+            f"set --config.data.{key}=<the column's name>"
         )
     return None
 
@@ -53,27 +65,59 @@ def _resolve(raw: str, root: str, where: str) -> str:
     return full
 
 
-def _class_list(labels: list[str], where: list[str], reference: list[int], path: str):
-    """(label index per row, class names) from the raw label strings."""
-    try:
-        numbers = [int(x) for x in labels]
-    except ValueError:
-        numbers = None
-    if numbers is not None:
-        names = [str(i) for i in range(max(numbers[i] for i in reference) + 1)]
-        index = {str(i): i for i in range(len(names))}
-        labels = [str(n) for n in numbers]  # "01" and "1" are the same class
-    else:
-        names = sorted({labels[i] for i in reference})
-        index = {name: i for i, name in enumerate(names)}
-    for label, at in zip(labels, where, strict=True):
-        if label not in index:
-            from_rows = "the train rows" if len(reference) < len(labels) else "all rows"
+def _cell(cells: list[str], column: int | None) -> str:
+    return cells[column].strip() if column is not None and column < len(cells) else ""
+
+
+def _check_width(cells: list[str], header: list[str], where: str) -> None:
+    extra = [c for c in cells[len(header) :] if c.strip()]
+    if extra:
+        raise DataError(
+            f"{where}: {len(cells)} cells for the {len(header)} columns of the header (extra: "
+            f'{extra[:3]}); a comma inside a path or label must be quoted ("a,b.png")'
+        )
+
+
+def _split_of(cells, column, where: str, name: str) -> str:
+    value = _cell(cells, column)
+    split = files.SPLIT_ALIASES.get(value.lower())
+    if split is None:
+        raise DataError(
+            f"{where}: split {value!r} in column {name!r} is not one of "
+            f"{sorted(files.SPLIT_ALIASES)}; fix it, or set --config.data.split_column='' to let "
+            f"medjax make the splits"
+        )
+    return split
+
+
+def _entry(cells, columns, names, root: str, where: str, seen: dict) -> files.Entry:
+    """One row's entry (label still -1); `columns` are the path, label, patient and split
+    column indices, `names` their names."""
+    path_col, label_col, patient_col, split_col = columns
+    raw = _cell(cells, path_col)
+    if not raw or not _cell(cells, label_col):
+        column = names[0] if not raw else names[1]
+        raise DataError(f"{where}: empty {column!r} cell; fill it in or delete the row")
+    full = _resolve(raw, root, where)
+    if full in seen:
+        raise DataError(
+            f"{where}: {raw!r} is also listed at {seen[full]}; one row per file (a file in two "
+            f"splits would leak test images into training)"
+        )
+    seen[full] = where
+    patient = None
+    if patient_col is not None:
+        patient = _cell(cells, patient_col)
+        if not patient:
             raise DataError(
-                f"{at}: label {label!r} is not in the class list {names} (from {from_rows} of "
-                f"{path}); fix the label, or add training rows for it"
+                f"{where}: empty {names[2]!r} cell; fill it in, or set "
+                f"--config.data.patient_column='' to not group images by patient"
             )
-    return [index[x] for x in labels], names
+    split = _split_of(cells, split_col, where, names[3]) if split_col is not None else "all"
+    return files.Entry(full, raw, -1, split, patient, where)
+
+
+KEYS = ("path_column", "label_column", "patient_column", "split_column")
 
 
 def parse(cfg) -> tuple[list[files.Entry], list[str]]:
@@ -82,55 +126,23 @@ def parse(cfg) -> tuple[list[files.Entry], list[str]]:
     if not os.path.isfile(path):
         raise DataError(f"manifest {path!r} does not exist; check --config.data.path")
     root = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
-        reader = csv.DictReader(f)
-        header = [h for h in (reader.fieldnames or []) if h is not None]
-        path_col, label_col, patient_col, split_col = (
-            _column(header, cfg, key, path)
-            for key in ("path_column", "label_column", "patient_column", "split_column")
-        )
-        rows = [(f"{path} line {reader.line_num}", row) for row in reader]
-    if not rows:
+    table = read_table(path)
+    columns = [_column(table.header, cfg, key, path) for key in KEYS]
+    names = [cfg[key] for key in KEYS]
+    if not table.rows:
         raise DataError(f"{path}: the manifest has no rows")
-
     entries, labels, seen = [], [], {}
-    for where, row in rows:
-        raw = (row.get(path_col) or "").strip()
-        label = (row.get(label_col) or "").strip()
-        if not raw or not label:
-            column = path_col if not raw else label_col
-            raise DataError(f"{where}: empty {column!r} cell; fill it in or delete the row")
-        full = _resolve(raw, root, where)
-        if full in seen:
-            raise DataError(
-                f"{where}: {raw!r} is also listed at {seen[full]}; one row per file (a file in "
-                f"two splits would leak test images into training)"
-            )
-        seen[full] = where
-        patient = split = None
-        if patient_col:
-            patient = (row.get(patient_col) or "").strip()
-            if not patient:
-                raise DataError(
-                    f"{where}: empty {patient_col!r} cell; fill it in, or set "
-                    f"--config.data.patient_column='' to not group images by patient"
-                )
-        if split_col:
-            value = (row.get(split_col) or "").strip()
-            split = files.SPLIT_ALIASES.get(value.lower())
-            if split is None:
-                raise DataError(
-                    f"{where}: split {value!r} in column {split_col!r} is not one of "
-                    f"{sorted(files.SPLIT_ALIASES)}; fix it, or set --config.data.split_column='' "
-                    f"to let medjax make the splits"
-                )
-        labels.append(label)
-        entries.append(files.Entry(full, raw, -1, split or "all", patient, where))
-    reference = [i for i, e in enumerate(entries) if e.split == "train"] if split_col else []
-    if split_col and not reference:
-        raise DataError(f"{path}: no row has split 'train' in column {split_col!r}")
-    indices, class_names = _class_list(
-        labels, [e.where for e in entries], reference or range(len(entries)), path
+    for number, cells in table.rows:
+        where = f"{path} row {number}"
+        _check_width(cells, table.header, where)
+        entries.append(_entry(cells, columns, names, root, where, seen))
+        labels.append(_cell(cells, columns[1]))
+    split_col = columns[3]
+    reference = [i for i, e in enumerate(entries) if e.split == "train"]
+    if split_col is not None and not reference:
+        raise DataError(f"{path}: no row has split 'train' in column {names[3]!r}")
+    indices, class_names = class_list(
+        labels, [n for n, _ in table.rows], reference or range(len(entries)), path
     )
     for entry, index in zip(entries, indices, strict=True):
         entry.label = index

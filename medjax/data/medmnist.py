@@ -8,20 +8,23 @@ MedMNIST layout loads as well, with classes named by index.
 """
 
 import os
-import zipfile
 
 import numpy as np
 
 from medjax.data.medmnist_info import INFO, file_name
+from medjax.data.npz import read_npz
 from medjax.data.source import (
     SOURCE_FILES,
     SOURCES,
     SPLITS,
     Dataset,
     Split,
+    check_every_class,
     check_labels,
+    index_names,
     to_channels,
 )
+from medjax.data.values import check_finite
 from medjax.errors import ConfigError, DataError
 
 # Class names and modality of every single-label MedMNIST v2 dataset.
@@ -57,14 +60,6 @@ def find_file(name: str, path: str, size: int = 28) -> str:
             f"--config.data.path=DIR/{wanted} or export MEDJAX_DATA_DIR=DIR"
         )
     return candidate
-
-
-def read_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e}); re-download it") from None
 
 
 def _check_config(cfg) -> None:
@@ -110,7 +105,8 @@ def _check_shape(path: str, split: str, images: np.ndarray, cfg) -> bool:
     elif images.ndim == 4 and images.shape[-1] not in (1, 3):
         raise DataError(
             f"{path}: {split}_images has shape {images.shape}, which looks like 3D volumes "
-            f"(N, D, H, W); set --config.data.depth={images.shape[1]} (and a 3D model)"
+            f"(N, D, H, W); set --config.data.depth={images.shape[1]} (and a 3D model). If its "
+            f"last axis is channels, medjax reads 1 (grey) or 3 (RGB), not {images.shape[-1]}"
         )
     elif images.ndim not in (3, 4):
         raise DataError(
@@ -140,11 +136,58 @@ def medmnist_files(cfg) -> list[str]:
     return [find_file(cfg.name, cfg.path, cfg.image_size)]
 
 
+def _labels(path: str, split: str, labels: np.ndarray) -> np.ndarray:
+    """(N,) int64 class indices from (N,) or (N, 1) integers (before any narrowing cast, so a
+    huge value cannot wrap around into a valid class)."""
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(
+            f"{path}: {split}_labels has shape {labels.shape}; medjax needs one class per image "
+            f"(N,) or (N, 1) (multi-label MedMNIST sets are not supported yet)"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{path}: {split}_labels are {labels.dtype}, not integer class indices; save them "
+            f"as integers (e.g. labels.astype(np.int64) after checking they are whole numbers)"
+        )
+    return labels.astype(np.int64)
+
+
+def _read_split(path: str, split: str, arrays: dict, cfg) -> Split | None:
+    """One split's checked images and labels; None when the file's split is empty."""
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    if images.dtype.kind not in "uif":
+        raise DataError(
+            f"{path}: {split}_images are {images.dtype}; medjax reads integer or float pixel "
+            f"values, so save them as uint8, uint16 or float32"
+        )
+    volumes = _check_shape(path, split, images, cfg)
+    labels = _labels(path, split, labels)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{path}: {split}_images holds {len(images)} images for {len(labels)} labels; the "
+            f"file is corrupt, re-download it"
+        )
+    if not len(images):
+        return None
+    check_finite(
+        images, f"{path}: {split}_images", "repair or drop those images and save the file again"
+    )
+    return Split(_channels(images, volumes, cfg.channels, path), labels)
+
+
+def _sizes(arrays: dict) -> str:
+    return ", ".join(f"{s} {len(arrays[f'{s}_labels'])}" for s in SPLITS)
+
+
 @SOURCES.register("medmnist")
 def medmnist(cfg) -> Dataset:
+    """The file's train/val/test; an empty val or test is left to `medjax.data.splits.assign`
+    to carve from train, as for any source without that split."""
     _check_config(cfg)
     path = find_file(cfg.name, cfg.path, cfg.image_size)
-    arrays = read_npz(path)
+    arrays = read_npz(path, cfg.max_pixels)
     expected = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
     missing = [k for k in expected if k not in arrays]
     if missing:
@@ -152,29 +195,21 @@ def medmnist(cfg) -> Dataset:
             f"{path}: not in the MedMNIST layout; missing keys {missing} (found {sorted(arrays)}). "
             f"Expected {expected}"
         )
-    splits = {}
-    for s in SPLITS:
-        images, labels = arrays[f"{s}_images"], arrays[f"{s}_labels"]
-        if len(images) != len(labels):
-            raise DataError(
-                f"{path}: {s}_images holds {len(images)} images for {len(labels)} labels; the "
-                f"file is corrupt, re-download it"
-            )
-        volumes = _check_shape(path, s, images, cfg)
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.ndim != 1:
-            raise DataError(
-                f"{path}: {s}_labels has shape {labels.shape}; medjax needs one class per image "
-                f"(N,) or (N, 1) (multi-label MedMNIST sets are not supported yet)"
-            )
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{path}: {s}_labels are {labels.dtype}, not integer class indices")
-        images = _channels(images, volumes, cfg.channels, path)
-        splits[s] = Split(images, labels.astype(np.int32))
+    splits = {s: _read_split(path, s, arrays, cfg) for s in SPLITS}
+    splits = {s: split for s, split in splits.items() if split is not None}
+    if "train" not in splits:
+        raise DataError(
+            f"{path}: the train split is empty (images per split: {_sizes(arrays)}); medjax "
+            f"trains on train_images, so put the training images there"
+        )
     modality, names = KNOWN.get(cfg.name, ("unknown", None))
-    num_classes = int(max(int(s.labels.max()) for s in splits.values())) + 1
     if names is None:
-        names = [f"class_{i}" for i in range(num_classes)]
-    check_labels(splits, names, path, f"the file is corrupt or not {cfg.name}")
+        names = index_names(splits, path)
+    fix = f"the file is corrupt or not {cfg.name}"
+    if cfg.name not in KNOWN:
+        fix = "labels are class indices 0, 1, ... and every class needs training images"
+    check_labels(splits, names, path, fix)
+    check_every_class("train", splits["train"], names, path, "add training images of it")
+    for split in splits.values():
+        split.labels = split.labels.astype(np.int32)
     return Dataset(cfg.name, splits, len(names), list(names), modality, origin=path)

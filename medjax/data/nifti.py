@@ -15,6 +15,8 @@ orientation.
 A 4D file (a time series, several echoes) is an error: extract one volume first.
 """
 
+import os
+
 import nibabel
 import numpy as np
 
@@ -27,6 +29,28 @@ from medjax.errors import DataError
 
 def is_nifti_file(path: str) -> bool:
     return path.lower().endswith((".nii", ".nii.gz"))
+
+
+def _check_contents(image, shape: tuple[int, ...], path: str) -> None:
+    """Refuse empty, complex and (uncompressed) truncated files before reading the voxels; a
+    .nii.gz is read only up to the size its header claims, which max_pixels bounds."""
+    if 0 in shape:
+        raise DataError(f"{path}: an empty NIfTI of shape {shape}; re-export or remove it")
+    dtype = image.header.get_data_dtype()
+    if dtype.kind == "c":
+        raise DataError(
+            f"{path}: complex-valued voxels ({dtype}); medjax reads real images, so save the "
+            f"magnitude (np.abs) or the real part as its own file"
+        )
+    if path.lower().endswith(".nii"):
+        offset = int(image.dataobj.offset)
+        claimed = offset + int(np.prod(shape)) * dtype.itemsize
+        size = os.path.getsize(path)
+        if claimed > size:
+            raise DataError(
+                f"{path}: its header claims {shape} voxels of {dtype} ({claimed:,} bytes with "
+                f"the header) but the file holds {size:,} bytes; it is truncated: re-export it"
+            )
 
 
 def _load(path: str, max_pixels: int) -> np.ndarray:
@@ -44,6 +68,7 @@ def _load(path: str, max_pixels: int) -> np.ndarray:
             f"volumes, so extract one 3D volume first (e.g. fslroi, or nibabel's slicer)"
         )
     check_pixels(path, int(np.prod(shape)), max_pixels, "volume", "voxels")
+    _check_contents(image, shape, path)
     try:
         return np.asarray(image.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as e:  # truncated gzip streams, short files, bad scaling values

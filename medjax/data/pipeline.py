@@ -14,6 +14,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from medjax.data.preprocess_check import check_preprocessed
 from medjax.data.source import Dataset, Split
 
 
@@ -30,15 +31,23 @@ def preprocess_split(split: Split, fn, chunk: int = 1024, desc: str = "") -> Spl
     return Split(np.concatenate(out).astype(np.float32), split.labels, split.groups)
 
 
-def preprocess_dataset(dataset: Dataset, preprocess) -> tuple[Dataset, dict]:
+def preprocess_dataset(
+    dataset: Dataset, preprocess, range_check: str = "raise"
+) -> tuple[Dataset, dict]:
     """Every split through `preprocess` (a `medjax.ops.Preprocess`), with dataset-fitted ops
-    fitted on the training split only; returns the dataset and the fitted statistics."""
+    fitted on the training split only; returns the dataset and the fitted statistics.
+
+    The result is checked (`medjax.data.preprocess_check`): NaN or inf always fails, values
+    far outside the range the ops promise fail, warn or pass as `range_check`
+    (config.data.range_check) says."""
     fn, stats = preprocess.fit(dataset.splits["train"].images)
     splits = {
         name: preprocess_split(s, fn, desc=f"preprocess {name}")
         for name, s in dataset.splits.items()
     }
-    return dataclasses.replace(dataset, splits=splits), stats
+    done = dataclasses.replace(dataset, splits=splits)
+    check_preprocessed(dataset, done, preprocess.specs, range_check)
+    return done, stats
 
 
 def train_index_dataset(num_examples: int, batch_size: int, seed: int) -> grain.IterDataset:

@@ -77,6 +77,27 @@ def to_channels(images: np.ndarray, channels: int, origin: str) -> np.ndarray:
     )
 
 
+def shown(items, limit: int = 10) -> str:
+    """A list for a message, cut short: a dataset can have hundreds of classes."""
+    items = list(items)
+    return str(items) if len(items) <= limit else f"{items[:limit]} and {len(items) - limit} more"
+
+
+def index_names(splits: dict, origin: str) -> list[str]:
+    """Names class_0..class_K for labels that are bare class indices, K the largest training
+    label. Refused when K reaches the training set's size (some class would have no training
+    image) before the list is built: one corrupt label (2**32) would make it billions long."""
+    train = splits["train"] if "train" in splits else splits["all"]
+    largest = int(train.labels.max()) if len(train) else -1
+    if largest >= len(train):
+        raise DataError(
+            f"{origin}: the largest training label is {largest} for {len(train)} training "
+            f"images, so some of the classes 0..{largest} have none; the labels are corrupt or "
+            f"not 0-based class indices"
+        )
+    return [f"class_{i}" for i in range(largest + 1)]
+
+
 def check_labels(splits: dict, names: list, origin: str, fix: str) -> None:
     """Every label a class index of `names`; else a DataError naming the split, the count and
     the first bad value, ending with `fix`."""
@@ -86,7 +107,20 @@ def check_labels(splits: dict, names: list, origin: str, fix: str) -> None:
             raise DataError(
                 f"{origin}: split {name!r} has {int(bad.sum())} labels outside "
                 f"0..{len(names) - 1} (first bad value {int(split.labels[bad][0])}) for the "
-                f"{len(names)} classes {names}; {fix}"
+                f"{len(names)} classes {shown(names)}; {fix}"
+            )
+
+
+def check_every_class(split_name: str, split: Split, names: list, origin: str, fix: str) -> None:
+    """DataError naming the first class of `names` without an image in `split`, ending with
+    `fix`: a classifier cannot learn a class it never sees."""
+    counts = np.bincount(split.labels, minlength=len(names))
+    for label, count in enumerate(counts[: len(names)]):
+        if not count:
+            counted = shown(f"{n}: {c}" for n, c in zip(names, counts, strict=False))
+            raise DataError(
+                f"{origin}: class {names[label]!r} has no images in the {split_name} split "
+                f"(class counts: {counted}); {fix}"
             )
 
 

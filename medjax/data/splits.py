@@ -18,6 +18,7 @@ its share of that label's images. Every run with the same seed and data gives th
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, StratifiedShuffleSplit
@@ -57,6 +58,7 @@ def assign(dataset: Dataset, cfg) -> Dataset:
             f"'train' with any of 'val' and 'test'"
         )
     _check_groups(dataset)
+    _warn_shared_patients(dataset, pooled=cfg.num_folds > 1)
     splits = dict(dataset.splits)
     if "all" in splits:
         splits["train"] = splits.pop("all")
@@ -97,6 +99,30 @@ def _check_groups(dataset: Dataset) -> None:
             f"{dataset.origin}: patient ids were given for the "
             f"{', '.join(n for n, h in has.items() if h)} split(s) only; a source gives them "
             f"for every split or for none"
+        )
+
+
+class SharedPatientWarning(UserWarning):
+    """A patient's images are in more than one of the source's official splits."""
+
+
+def _warn_shared_patients(dataset: Dataset, pooled: bool) -> None:
+    """Official splits are kept as given, but a patient in two of them leaks into the test
+    (k-fold `pooled` train and val are regrouped by patient, so only test counts then)."""
+    ids = {name: set(s.groups) for name, s in dataset.splits.items() if s.groups is not None}
+    pairs = [(a, b) for a in ids for b in ids if a < b and not (pooled and "test" not in (a, b))]
+    shared = {}
+    for a, b in pairs:
+        for patient in ids[a] & ids[b]:
+            shared.setdefault(patient, set()).update((a, b))
+    if shared:
+        first = str(sorted(shared)[0])
+        warnings.warn(
+            f"{dataset.origin}: {len(shared)} patients have images in more than one official "
+            f"split (first: {first!r} in {', '.join(sorted(shared[first]))}), so results on "
+            f"the test split overstate the model; give each patient one split",
+            SharedPatientWarning,
+            stacklevel=3,
         )
 
 

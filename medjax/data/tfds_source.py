@@ -19,7 +19,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax.data.decode import fit_image
-from medjax.data.source import SOURCE_FILES, SOURCES, Dataset, Split, check_labels, to_channels
+from medjax.data.source import (
+    SOURCE_FILES,
+    SOURCES,
+    Dataset,
+    Split,
+    check_labels,
+    index_names,
+    to_channels,
+)
+from medjax.data.values import check_finite
 from medjax.errors import ConfigError, DataError
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "test": "test"}
@@ -34,7 +43,11 @@ def _dataset_dir(cfg) -> tuple[str, str]:
             "(the folder that holds <name>/<version>/dataset_info.json)"
         )
     if not os.path.isdir(cfg.path):
-        raise DataError(f"TFDS data directory {cfg.path!r} does not exist; check config.data.path")
+        problem = "is a file, not a folder" if os.path.exists(cfg.path) else "does not exist"
+        raise DataError(
+            f"TFDS data directory {cfg.path!r} {problem}; set config.data.path to the folder "
+            f"that holds <name>/<version>/dataset_info.json"
+        )
     name, _, version = cfg.name.partition(":")
     folder = os.path.join(cfg.path, name)
     if not name or not os.path.isdir(folder):
@@ -154,6 +167,8 @@ def _read(source, keys, cfg, origin: str, desc: str) -> Split | None:
         stacked = flat.reshape(*stacked.shape[:2], *flat.shape[1:])
     else:
         stacked = to_channels(stacked, cfg.channels, origin)
+    fix = "repair those examples and prepare the dataset again"
+    check_finite(stacked, f"{origin}: split {desc!r}", fix)
     return Split(stacked, np.asarray(labels, np.int32), np.asarray(groups) if groups else None)
 
 
@@ -191,6 +206,6 @@ def tfds_source(cfg) -> Dataset:
     if isinstance(label, tfds.features.ClassLabel):
         names = list(label.names)
     else:
-        names = [f"class_{i}" for i in range(max(int(s.labels.max()) for s in splits.values()) + 1)]
+        names = index_names(splits, origin)
     check_labels(splits, names, origin, "unlabelled examples (label -1) are not supported")
     return Dataset(info.name, splits, len(names), names, "unknown", origin=origin)

@@ -94,7 +94,7 @@ def load_data(config, preprocess) -> Data:
 
     def build():  # skipped when the cache has the result
         raw = load_dataset(config.data)
-        dataset, fitted = preprocess_dataset(raw, preprocess)
+        dataset, fitted = preprocess_dataset(raw, preprocess, config.data.range_check)
         return dataset, raw.summary(), fitted
 
     dataset, summary, fitted = data_cache.load_or_build(config.data, build)
