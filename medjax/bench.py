@@ -21,8 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from medjax.cli import main_guard
+from medjax.cli import at_least, main_guard
 from medjax.configs import apply_overrides, get_base_config, load_config
+from medjax.errors import ConfigError
 from medjax.ops import build_augment
 from medjax.report import run_card
 from medjax.train import sharding
@@ -39,10 +40,10 @@ def parse(argv):
     p.add_argument("--model", help="model name (default resnet18)")
     p.add_argument("--image-size", type=int, help="input size after preprocessing (default 28)")
     p.add_argument("--channels", type=int, help="input channels (default 1)")
-    p.add_argument("--num-classes", type=int, default=2)
+    p.add_argument("--num-classes", type=at_least(2), default=2)
     p.add_argument("--batch-size", type=int, help="training batch (default 128)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    p.add_argument("--steps", type=at_least(1), default=20)
+    p.add_argument("--warmup", type=at_least(0), default=3, help="untimed steps after compiling")
     p.add_argument("--dtype", help="compute dtype: float32 (default) or bfloat16")
     p.add_argument("--optimizer", help="optimizer name (default adam)")
     p.add_argument("--conv", help="convolution: auto (default), gemm or xla (lax.conv)")
@@ -102,6 +103,16 @@ def _time_augment(fn, images, args) -> tuple[float, float]:
     return round(args.steps * len(images) / seconds, 1), round(compile_s, 2)
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ConfigError(f"--shapes: {text!r} is not H x W x C or D x H x W x C, e.g. 28x28x1")
+    return shape
+
+
 def bench_augment(args) -> None:
     """Images/s of the vmapped, jit-compiled augmentation with per-example keys, as it runs
     inside the train step, for each shape; with --per-op, also each op alone."""
@@ -110,9 +121,10 @@ def bench_augment(args) -> None:
     chains = [("pipeline", specs)] + ([(s, (s,)) for s in specs] if args.per_op else [])
     hw = run_card.hardware()
     for shape_arg in args.shapes.split(","):
-        shape = tuple(int(n) for n in shape_arg.lower().split("x"))
+        shape = _shape(shape_arg)
         # Same number of pixels per call for every shape, at least one example.
-        n = max(1, min(args.batch_size, args.batch_size * 28 * 28 * 16 // int(np.prod(shape))))
+        batch = args.batch_size or FLAGS["batch_size"][1]
+        n = max(1, min(batch, batch * 28 * 28 * 16 // int(np.prod(shape))))
         images = jax.random.uniform(jax.random.key(0), (n, *shape))
         for name, chain in chains:
             rate, compile_s = _time_augment(build_augment(chain), images, args)

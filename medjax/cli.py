@@ -1,6 +1,7 @@
 """Shared command-line plumbing: `--config file.py[:args]` plus `--config.a.b=v` overrides."""
 
 import argparse
+import os
 import sys
 
 from medjax.configs import apply_overrides, load_config
@@ -64,3 +65,35 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", required=True, help="experiments/NAME.py[:args]")
     return parser
+
+
+def at_least(low: int):
+    """An argparse type: an integer >= `low` (argparse then names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    return parse
+
+
+def output_file(path: str, extensions) -> str:
+    """`path` if a file can be written there with one of `extensions`; else a ConfigError
+    saying why, before any work is done."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{path}: the folder {folder} is not writable; choose another")
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext not in extensions:
+        raise ConfigError(
+            f"{path}: unknown image type {ext or '(no extension)'!r}; end the name with one of "
+            f"{', '.join('.' + e for e in sorted(extensions))}"
+        )
+    return path

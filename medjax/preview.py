@@ -11,7 +11,14 @@ op chains, so a saved grid documents the pipeline.
 
 import textwrap
 
-from medjax.cli import base_parser, config_from_args, main_guard, split_overrides
+from medjax.cli import (
+    at_least,
+    base_parser,
+    config_from_args,
+    main_guard,
+    output_file,
+    split_overrides,
+)
 
 
 def augmented_grid(config, examples: int, draws: int, with_mix: bool = False):
@@ -88,18 +95,27 @@ def save_grid(originals, grid, labels, class_names, title: str, out: str) -> Non
     plt.close(fig)
 
 
+def _image_types() -> set[str]:
+    from matplotlib.figure import Figure
+
+    return set(Figure().canvas.get_supported_filetypes())
+
+
 def main(argv):
     rest, overrides = split_overrides(argv)
     parser = base_parser(__doc__)
     parser.add_argument("--out", required=True, help="PNG file to write")
-    parser.add_argument("--examples", type=int, default=6, help="rows: training examples")
-    parser.add_argument("--draws", type=int, default=5, help="augmented versions per example")
+    parser.add_argument("--examples", type=at_least(1), default=6, help="rows: training examples")
+    parser.add_argument(
+        "--draws", type=at_least(0), default=5, help="augmented versions per example"
+    )
     parser.add_argument(
         "--with-mix",
         action="store_true",
         help="also apply config.data.mix (MixUp/CutMix blend each row with another example)",
     )
     args = parser.parse_args(rest)
+    output_file(args.out, _image_types())
     config = config_from_args(args, overrides)
     originals, grid, labels, names = augmented_grid(
         config, args.examples, args.draws, args.with_mix

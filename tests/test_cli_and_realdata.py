@@ -1,10 +1,13 @@
+import importlib
 import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from medjax.cli import main_guard
 from medjax.configs import apply_overrides, load_config
 from medjax.data import load_dataset
 from medjax.train.loop import train_and_evaluate
@@ -139,3 +142,26 @@ def test_preview_writes_a_grid(tmp_path):
     from PIL import Image
 
     assert Image.open(out).size[0] > 200
+
+
+@pytest.mark.parametrize(
+    "module, argv, message",
+    [
+        ("preview", ["--out", "{tmp}/no/grid.png"], "no does not exist; create it first"),
+        ("preview", ["--out", "{tmp}/grid.xyz"], "unknown image type 'xyz'; end the name with"),
+        ("preview", ["--out", "{tmp}/g.png", "--examples", "0"], "--examples: must be at least 1"),
+        ("bench", ["--steps", "0"], "argument --steps: must be at least 1, not 0"),
+        ("bench", ["--augment", "--shapes", "abc"], "--shapes: 'abc' is not H x W x C"),
+    ],
+)
+def test_cli_arguments_that_cannot_work_fail_first_with_one_message(
+    module, argv, message, tmp_path, capsys
+):
+    main = importlib.import_module(f"medjax.{module}").main
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if module == "preview":
+        argv = ["--config", str(ROOT / "experiments/phantom_cnn.py:runlocal"), *argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main_guard(main, argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # failed before writing anything
