@@ -63,8 +63,9 @@ def newest_config(directory: str) -> tuple[int, dict | None] | None:
         )
     if not os.path.isdir(directory) or not os.listdir(directory):
         return None
+    # Not read_only=True, which logs three warnings on every resume; this writes nothing.
     manager = ocp.CheckpointManager(
-        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(read_only=True)
+        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(create=False)
     )
     try:
         step = manager.latest_step()

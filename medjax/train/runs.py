@@ -98,19 +98,15 @@ class RunGroup:
                 wd.claim(run.workdir, run.config, overwrite)
                 wd.write_json(run.path("data_summary.json"), self.exp.data.summary)
             run.ckpts = Checkpoints(
-                run.path("checkpoints"), cfg.keep_checkpoints, cfg.select_metric,
-                cfg.select_mode, run.config,
-            )  # fmt: skip
-            run.batches = Batches(
-                iter(
-                    imbalance.index_dataset(
-                        run.config.data.sampler,
-                        self.exp.data.train.labels,
-                        cfg.batch_size,
-                        run.config.seed,
-                    )
-                )
+                run.path("checkpoints"),
+                cfg.keep_checkpoints,
+                cfg.select_metric,
+                cfg.select_mode,
+                config=run.config,
             )
+            labels, sampler = self.exp.data.train.labels, run.config.data.sampler
+            stream = imbalance.index_dataset(sampler, labels, cfg.batch_size, run.config.seed)
+            run.batches = Batches(iter(stream))
 
     def restore(self, state):
         """(state, step) from the newest checkpoint all runs have, or (state, 0). Rows and
