@@ -1,11 +1,20 @@
 """On real BreastMNIST (27% malignant, class 0), balancing the classes raises the malignant
-sensitivity at the argmax threshold against an unweighted run with the same seed and budget.
+sensitivity at the argmax threshold against an unweighted run with the same seed and budget;
+the README quotes the ranges over seeds 0-4 (`tools/bench_imbalance.py` measures them all).
 
-Measured with these settings (test sensitivity, 42 malignant images; none / balanced sampler /
-effective-number weights): seed 0: 0.52 / 0.71 / 0.76, seed 1: 0.48 / 0.74 / 0.64, seed 2:
-0.29 / 0.62 / 0.64, seed 3: 0.60 / 0.79 / 0.79, seed 4: 0.55 / 0.74 / 0.79. The smallest gain
-was 0.17, so the test asks for 0.10. Test AUC stayed 0.82-0.85 throughout: the balancing moves
-the operating point toward the minority class, it does not make a better ranker.
+Measured (jax 0.12.0.1, CPU; test sensitivity over 42 malignant images, none / balanced
+sampler / effective-number weights): seed 0: 0.52 / 0.71 / 0.76, seed 1: 0.48 / 0.74 / 0.64,
+seed 2: 0.36 / 0.62 / 0.64, seed 3: 0.60 / 0.79 / 0.79, seed 4: 0.57 / 0.74 / 0.79; test AUC
+0.82-0.85 in every run: the balancing moves the operating point toward the minority class, it
+does not make a better ranker.
+
+CI runs seeds 2 and 3 (a seed's three runs take ~30 s on 2 cores), which between them give the
+low and the high end of each sensitivity range. Each value must lie in the README's range
+widened by 0.03 (one malignant image is 0.024, plus the range's rounding), so that other
+hardware's float rounding may move a prediction or two but a sampler or weighting that stops
+evening out the classes (sensitivity back in the unweighted range) fails; likewise each gain
+must be at least 0.10 (the smallest of the 10 measured was 0.17) and each AUC within 0.01 of
+the quoted 0.82-0.85.
 """
 
 import pytest
@@ -13,9 +22,17 @@ import pytest
 from medjax.configs import get_base_config
 from medjax.train.loop import train_and_evaluate
 
+RUNS = {
+    "none": {},
+    "balanced sampler": {"data.sampler": "balanced"},
+    "effective weights": {"loss.class_weights": "effective"},
+}
 
-def _config(path, **changes):
+
+def recipe(path, seed=0, **changes):
+    """The measured recipe (also tools/bench_imbalance.py's); `changes` maps 'a.b' keys."""
     c = get_base_config()
+    c.seed = seed
     c.data.source, c.data.name, c.data.path = "medmnist", "breastmnist", path
     c.data.cache = False
     c.model.widths = (8, 16)
@@ -31,21 +48,30 @@ def _config(path, **changes):
     return c.lock()
 
 
+# The README's ranges over seeds 0-4: malignant test sensitivity per run, and test AUC.
+README_SENSITIVITY = {
+    "none": (0.36, 0.60),
+    "balanced sampler": (0.62, 0.79),
+    "effective weights": (0.64, 0.79),
+}
+README_AUC = (0.82, 0.85)
+MARGIN = 0.03
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_balancing_raises_malignant_sensitivity_on_breastmnist(medmnist_file, tmp_path):
+@pytest.mark.parametrize("seed", [2, 3])
+def test_balancing_raises_malignant_sensitivity_on_breastmnist(medmnist_file, tmp_path, seed):
     path = medmnist_file("breastmnist")
-    runs = {
-        "none": {},
-        "balanced sampler": {"data.sampler": "balanced"},
-        "effective weights": {"loss.class_weights": "effective"},
-    }
     test = {
-        name: train_and_evaluate(_config(path, **changes), str(tmp_path / str(i)))["test"]
-        for i, (name, changes) in enumerate(runs.items())
+        name: train_and_evaluate(recipe(path, seed, **changes), str(tmp_path / str(i)))["test"]
+        for i, (name, changes) in enumerate(RUNS.items())
     }
     sensitivity = {name: round(r["sensitivity"], 3) for name, r in test.items()}
-    print("malignant test sensitivity:", sensitivity)
+    print(f"seed {seed} malignant test sensitivity:", sensitivity)
+    for name, (low, high) in README_SENSITIVITY.items():
+        assert low - MARGIN <= sensitivity[name] <= high + MARGIN, (name, sensitivity)
+        auc = test[name]["auc"]
+        assert README_AUC[0] - 0.01 <= auc <= README_AUC[1] + 0.01, (name, auc)
     for name in ("balanced sampler", "effective weights"):
         assert sensitivity[name] >= sensitivity["none"] + 0.10, sensitivity
-        assert test[name]["auc"] > 0.75, (name, test[name]["auc"])

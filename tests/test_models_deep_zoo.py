@@ -1,5 +1,6 @@
-"""ResNet-50/101, DenseNet-121/169/201, Inception-v3 and Xception: exact reference parameter
-counts, small-image stems, config-driven activation/norm/dtype, named stage features.
+"""Exact reference parameter counts of ResNet-18/34/50/101, DenseNet-121/169/201, Inception-v3
+and Xception; for all but ResNet-18/34 (tests/test_models_and_metrics.py) also small-image
+stems, config-driven activation/norm/dtype, named stage features.
 
 Shapes and counts come from jax.eval_shape (no compute); only a few 28 px, batch-1 forward
 passes run for real."""
@@ -51,30 +52,39 @@ def _count(tree):
     return sum(x.size for x in jax.tree.leaves(tree))
 
 
-# torchvision (1000 classes; BN weight+bias counted, running stats not)
+# torchvision (1000 classes; BN weight+bias counted, running stats not). The README's model
+# table quotes these (tests/test_docs.py).
+TORCHVISION_PARAMS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "densenet121": 7_978_856,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+    "inception_v3": 23_834_568,  # aux_logits=False
+}
+# Keras' Xception: count_params() includes BatchNorm's moving mean/variance (our batch_stats);
+# its trainable count is our params.
+KERAS_XCEPTION = {"params": 22_855_952, "params_and_batch_stats": 22_910_480}
+
+
 @pytest.mark.parametrize(
-    "name, size, expected",
-    [
-        ("resnet50", 224, 25_557_032),
-        ("resnet101", 224, 44_549_160),
-        ("densenet121", 224, 7_978_856),
-        ("densenet169", 224, 14_149_480),
-        ("densenet201", 224, 20_013_928),
-        ("inception_v3", 299, 23_834_568),  # aux_logits=False
-        ("inception_v3", 224, 23_834_568),  # the count does not depend on the input size
-    ],
+    "name, size",
+    [(n, 299 if n == "inception_v3" else 224) for n in TORCHVISION_PARAMS]
+    + [("inception_v3", 224)],  # the count does not depend on the input size
 )
-def test_parameter_counts_match_torchvision(name, size, expected):
+def test_parameter_counts_match_torchvision(name, size):
     v, _ = _shapes(build_model(_cfg(name, stem="imagenet"), 1000, size), size)
-    assert _count(v["params"]) == expected
+    assert _count(v["params"]) == TORCHVISION_PARAMS[name]
 
 
 def test_xception_matches_keras_counts():
-    """Keras count_params() includes BatchNorm's moving mean/variance (our batch_stats);
-    its trainable count is our params."""
     v, _ = _shapes(build_model(_cfg("xception", stem="imagenet"), 1000, 299), 299)
-    assert _count(v["params"]) == 22_855_952
-    assert _count(v["params"]) + _count(v["batch_stats"]) == 22_910_480
+    assert _count(v["params"]) == KERAS_XCEPTION["params"]
+    assert (
+        _count(v["params"]) + _count(v["batch_stats"]) == KERAS_XCEPTION["params_and_batch_stats"]
+    )
     p = v["params"]
     assert p["block2_sepconv1"]["depthwise"]["kernel"].shape == (3, 3, 1, 64)
     assert p["block14_sepconv2"]["pointwise"]["kernel"].shape == (1, 1, 1536, 2048)

@@ -52,17 +52,19 @@ def _apply_shapes(model, shape):
 # --- ViT ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "name, reference",
-    [
-        ("vit_ti", 5_717_416),  # timm vit_tiny_patch16_224
-        ("vit_s", 22_050_664),  # timm vit_small_patch16_224
-        ("vit_b", 86_567_656),  # torchvision vit_b_16
-    ],
-)
-def test_vit_matches_reference_parameter_counts(name, reference):
+# At 1000 classes, 224 px, patch 16 (the README's model table quotes vit_b: tests/test_docs.py)
+VIT_PARAMS = {
+    "vit_ti": 5_717_416,  # timm vit_tiny_patch16_224
+    "vit_s": 22_050_664,  # timm vit_small_patch16_224
+    "vit_b": 86_567_656,  # torchvision vit_b_16
+}
+R3D_18_PARAMS_400_CLASSES = 33_371_472  # torchvision r3d_18 (Kinetics-400)
+
+
+@pytest.mark.parametrize("name", VIT_PARAMS)
+def test_vit_matches_reference_parameter_counts(name):
     variables = _init(build_model(_cfg(name, stem="imagenet"), 1000, 224), (1, 224, 224, 3))
-    assert _count(variables["params"]) == reference
+    assert _count(variables["params"]) == VIT_PARAMS[name]
     if name == "vit_b":
         assert variables["params"]["pos_embedding"].shape == (1, 197, 768)
         assert variables["params"]["class_token"].shape == (1, 1, 768)
@@ -122,7 +124,7 @@ def test_vit_bfloat16_gives_float32_logits():
 def test_resnet3d_18_matches_torchvision_r3d_18_parameter_count():
     model = build_model(_cfg("resnet3d_18", stem="imagenet"), 400, 16)
     variables = _init(model, (1, 16, 112, 112, 3))
-    assert _count(variables["params"]) == 33_371_472
+    assert _count(variables["params"]) == R3D_18_PARAMS_400_CLASSES
     assert variables["params"]["stem_conv"]["kernel"].shape == (3, 7, 7, 3, 64)
 
 

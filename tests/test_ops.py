@@ -1,6 +1,7 @@
 """Preprocessing, augmentation and mixing ops: references where one exists, properties
 everywhere, 2D images and 3D volumes."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,37 +70,44 @@ def test_flips_are_involutions(x):
     np.testing.assert_array_equal(lr, jnp.flip(x, -2))
 
 
-def test_rotation_matches_scipy_and_pil():
-    x = np.asarray(jax.random.uniform(jax.random.key(0), (29, 29, 1)))
-    np.testing.assert_allclose(affine(jnp.asarray(x), 90.0), np.rot90(x), atol=1e-5)
-    ref = ndi.rotate(x, 30, axes=(1, 0), reshape=False, order=1, mode="nearest")
-    out = np.asarray(affine(jnp.asarray(x), 30.0))
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    pil = np.asarray(Image.fromarray(x[..., 0], mode="F").rotate(30, resample=Image.BILINEAR))
-    np.testing.assert_allclose(out[6:23, 6:23, 0], pil[6:23, 6:23], atol=1e-4)  # PIL pads 0
+class AffineMatchesReferences(chex.TestCase):
+    """`affine` runs jitted inside the train step but is also a plain function: each reference
+    check runs both ways (its 2D/3D rotation is chosen by the angles' shape)."""
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_rotation_matches_scipy_and_pil(self):
+        x = np.asarray(jax.random.uniform(jax.random.key(0), (29, 29, 1)))
+        rotate = self.variant(affine)
+        np.testing.assert_allclose(rotate(jnp.asarray(x), 90.0), np.rot90(x), atol=1e-5)
+        ref = ndi.rotate(x, 30, axes=(1, 0), reshape=False, order=1, mode="nearest")
+        out = np.asarray(rotate(jnp.asarray(x), 30.0))
+        np.testing.assert_allclose(out, ref, atol=1e-5)
+        pil = np.asarray(Image.fromarray(x[..., 0], mode="F").rotate(30, resample=Image.BILINEAR))
+        np.testing.assert_allclose(out[6:23, 6:23, 0], pil[6:23, 6:23], atol=1e-4)  # PIL pads 0
 
-def test_affine_matches_scipy_affine_transform_2d_and_3d():
-    for x, angles in ((IMAGE, 17.0), (VOLUME, jnp.array([17.0, 0.0, 0.0]))):
-        out = affine(x, angles, scale=1.1, shear=5.0)
-        n = x.ndim - 1
-        size = np.array(x.shape[:-1], np.float64)
-        a, sh = np.deg2rad(-17.0), np.tan(np.deg2rad(5.0))
-        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-        linear = np.eye(n)
-        linear[n - 2 :, n - 2 :] = rot @ np.array([[1, sh], [0, 1]])
-        linear /= 1.1
-        centre = (size - 1) / 2
-        ref = ndi.affine_transform(
-            np.asarray(x)[..., 0], linear, centre - linear @ centre, order=1, mode="nearest"
-        )
-        np.testing.assert_allclose(out[..., 0], ref, atol=1e-4)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_affine_matches_scipy_affine_transform_2d_and_3d(self):
+        transform = self.variant(lambda x, angles: affine(x, angles, scale=1.1, shear=5.0))
+        for x, angles in ((IMAGE, 17.0), (VOLUME, jnp.array([17.0, 0.0, 0.0]))):
+            out = transform(x, angles)
+            n = x.ndim - 1
+            size = np.array(x.shape[:-1], np.float64)
+            a, sh = np.deg2rad(-17.0), np.tan(np.deg2rad(5.0))
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+            linear = np.eye(n)
+            linear[n - 2 :, n - 2 :] = rot @ np.array([[1, sh], [0, 1]])
+            linear /= 1.1
+            centre = (size - 1) / 2
+            ref = ndi.affine_transform(
+                np.asarray(x)[..., 0], linear, centre - linear @ centre, order=1, mode="nearest"
+            )
+            np.testing.assert_allclose(out[..., 0], ref, atol=1e-4)
 
-
-def test_volume_rotation_by_90_about_depth_is_rot90_of_each_slice():
-    v = jax.random.uniform(jax.random.key(0), (5, 9, 9, 1))
-    out = affine(v, jnp.array([90.0, 0.0, 0.0]))
-    np.testing.assert_allclose(out, np.rot90(np.asarray(v), axes=(1, 2)), atol=1e-5)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_volume_rotation_by_90_about_depth_is_rot90_of_each_slice(self):
+        v = jax.random.uniform(jax.random.key(0), (5, 9, 9, 1))
+        out = self.variant(affine)(v, jnp.array([90.0, 0.0, 0.0]))
+        np.testing.assert_allclose(out, np.rot90(np.asarray(v), axes=(1, 2)), atol=1e-5)
 
 
 def test_mixup_and_cutmix_mix_labels_by_what_they_mix():

@@ -1,10 +1,12 @@
 """Denoising and contrast ops: agreement with scipy / scikit-image, plus properties every op keeps."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from absl.testing import parameterized
 from skimage import exposure, filters, restoration
 
 import medjax.ops
@@ -57,13 +59,22 @@ def test_gaussian_blur_matches_scipy(shape, sigma, kernel_size):
     np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(20, 17, 3), (9, 12, 10, 1)])
-@pytest.mark.parametrize("size", [3, 5])
-def test_median_equals_scipy(shape, size):
-    # 3D size 5 (125 elements) takes the jnp.sort path, the others the sorting network.
-    x = phantom(shape, quantise=True)  # ties, as in uint8 data
-    ref = ndi.median_filter(x, size=(size,) * (len(shape) - 1) + (1,), mode="reflect")
-    np.testing.assert_array_equal(run(op("median", size=size), x), ref)
+class MedianEqualsScipy(chex.TestCase):
+    """Jitted and not: the window size picks the algorithm at trace time (3D size 5, 125
+    elements, takes the jnp.sort path, the others the sorting network), and only size 3 is in
+    the jit-vs-eager property test below."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        ("2d_3", (20, 17, 3), 3),
+        ("2d_5", (20, 17, 3), 5),
+        ("3d_3", (9, 12, 10, 1), 3),
+        ("3d_5", (9, 12, 10, 1), 5),
+    )
+    def test_median_equals_scipy(self, shape, size):
+        x = phantom(shape, quantise=True)  # ties, as in uint8 data
+        ref = ndi.median_filter(x, size=(size,) * (len(shape) - 1) + (1,), mode="reflect")
+        np.testing.assert_array_equal(self.variant(op("median", size=size))(jnp.asarray(x)), ref)
 
 
 def test_bilateral_colour_weighting_matches_skimage():

@@ -1,10 +1,12 @@
 """Deterministic preprocessing ops against PIL and NumPy references, 2D and 3D, and the
 dataset-fitted ops (statistics from the training split only)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from PIL import Image
 
 from medjax.errors import ConfigError
@@ -23,57 +25,70 @@ def pil_resize(x, size_wh, resample):
     return np.asarray(Image.fromarray(x[..., 0], mode="F").resize(size_wh, resample))[..., None]
 
 
-@pytest.mark.parametrize(
-    "spec,size,resample,atol",
-    [
-        ("resize(size=(60, 80), method='bilinear')", (80, 60), Image.BILINEAR, 1e-5),
-        ("resize(size=(15, 20), method='bilinear')", (20, 15), Image.BILINEAR, 1e-5),
-        ("resize(size=(12, 17), method='bilinear')", (17, 12), Image.BILINEAR, 1e-5),
-        ("resize(size=(60, 80), method='bicubic')", (80, 60), Image.BICUBIC, 1e-5),
-        ("resize(size=(15, 20), method='area')", (20, 15), Image.BOX, 1e-5),
-    ],
-)
-def test_resize_matches_pil(spec, size, resample, atol):
-    # PIL antialiases when it shrinks, as resize(antialias=True) does.
-    np.testing.assert_allclose(run(spec, IMAGE), pil_resize(IMAGE, size, resample), atol=atol)
+class GeometryMatchesReferences(chex.TestCase):
+    """Output shapes, interpolation weights and channel handling are worked out from the input's
+    shape while tracing: each check runs jitted (as preprocessing runs) and not."""
 
+    def preprocess(self, spec, x):
+        return np.asarray(self.variant(build_preprocess([spec]))(jnp.asarray(x)))
 
-def test_area_resize_averages_covered_fractions_at_any_scale():
-    # Reference: repeat every pixel 13 (resp. 17) times, then average blocks of 30 (resp. 40):
-    # exactly the fractional-overlap mean (OpenCV's INTER_AREA).
-    fine = np.repeat(np.repeat(IMAGE[..., 0], 13, 0), 17, 1)
-    ref = fine.reshape(13, 30, 17, 40).mean((1, 3))
-    np.testing.assert_allclose(
-        run("resize(size=(13, 17), method='area')", IMAGE)[..., 0], ref, atol=1e-5
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        ("bilinear_up", "resize(size=(60, 80), method='bilinear')", (80, 60), Image.BILINEAR),
+        ("bilinear_half", "resize(size=(15, 20), method='bilinear')", (20, 15), Image.BILINEAR),
+        ("bilinear_odd", "resize(size=(12, 17), method='bilinear')", (17, 12), Image.BILINEAR),
+        ("bicubic_up", "resize(size=(60, 80), method='bicubic')", (80, 60), Image.BICUBIC),
+        ("area_half", "resize(size=(15, 20), method='area')", (20, 15), Image.BOX),
     )
+    def test_resize_matches_pil(self, spec, size, resample):
+        # PIL antialiases when it shrinks, as resize(antialias=True) does.
+        ref = pil_resize(IMAGE, size, resample)
+        np.testing.assert_allclose(self.preprocess(spec, IMAGE), ref, atol=1e-5)
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_area_resize_averages_covered_fractions_at_any_scale(self):
+        # Reference: repeat every pixel 13 (resp. 17) times, then average blocks of 30 (resp.
+        # 40): exactly the fractional-overlap mean (OpenCV's INTER_AREA).
+        fine = np.repeat(np.repeat(IMAGE[..., 0], 13, 0), 17, 1)
+        ref = fine.reshape(13, 30, 17, 40).mean((1, 3))
+        out = self.preprocess("resize(size=(13, 17), method='area')", IMAGE)
+        np.testing.assert_allclose(out[..., 0], ref, atol=1e-5)
 
-def test_resize_3d_and_short_side():
-    assert run("resize(size=8)", VOLUME).shape == (8, 8, 8, 1)
-    assert run("resize(size=(5, 6, 7), method='area')", VOLUME).shape == (5, 6, 7, 1)
-    assert run("resize_short_side(size=15)", IMAGE).shape == (15, 20, 1)
-    constant = np.full((9, 9, 9, 1), 3.0, np.float32)
-    np.testing.assert_allclose(run("resize(size=4, method='area')", constant), 3.0, rtol=1e-6)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_resize_3d_and_short_side(self):
+        assert self.preprocess("resize(size=8)", VOLUME).shape == (8, 8, 8, 1)
+        assert self.preprocess("resize(size=(5, 6, 7), method='area')", VOLUME).shape == (
+            5,
+            6,
+            7,
+            1,
+        )
+        assert self.preprocess("resize_short_side(size=15)", IMAGE).shape == (15, 20, 1)
+        constant = np.full((9, 9, 9, 1), 3.0, np.float32)
+        out = self.preprocess("resize(size=4, method='area')", constant)
+        np.testing.assert_allclose(out, 3.0, rtol=1e-6)
 
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_pad_and_crop(self):
+        out = self.preprocess("pad_to_square(value=-1.0)", IMAGE)
+        assert out.shape == (40, 40, 1)
+        np.testing.assert_array_equal(out[5:35], IMAGE)
+        assert (out[:5] == -1).all() and (out[35:] == -1).all()
+        out = self.preprocess("center_crop(size=(20, 30))", IMAGE)
+        np.testing.assert_array_equal(out, IMAGE[5:25, 5:35])
+        assert self.preprocess("crop_or_pad(size=(12, 8, 20))", VOLUME).shape == (12, 8, 20, 1)
+        assert self.preprocess("pad_to_square()", VOLUME).shape == (14, 14, 14, 1)
+        with pytest.raises(ValueError, match="use crop_or_pad"):
+            self.preprocess("center_crop(size=50)", IMAGE)
 
-def test_pad_and_crop():
-    out = run("pad_to_square(value=-1.0)", IMAGE)
-    assert out.shape == (40, 40, 1)
-    np.testing.assert_array_equal(out[5:35], IMAGE)
-    assert (out[:5] == -1).all() and (out[35:] == -1).all()
-    np.testing.assert_array_equal(run("center_crop(size=(20, 30))", IMAGE), IMAGE[5:25, 5:35])
-    assert run("crop_or_pad(size=(12, 8, 20))", VOLUME).shape == (12, 8, 20, 1)
-    assert run("pad_to_square()", VOLUME).shape == (14, 14, 14, 1)
-    with pytest.raises(ValueError, match="use crop_or_pad"):
-        run("center_crop(size=50)", IMAGE)
-
-
-def test_grayscale_matches_pil_and_to_rgb_repeats():
-    rgb = (RNG.random((16, 16, 3)) * 255).astype(np.uint8)
-    ref = np.asarray(Image.fromarray(rgb).convert("L"), np.float32)
-    np.testing.assert_allclose(run("grayscale()", rgb.astype(np.float32))[..., 0], ref, atol=0.51)
-    assert run("to_rgb()", VOLUME).shape == (10, 12, 14, 3)
-    np.testing.assert_array_equal(run("grayscale()", IMAGE), IMAGE)
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_grayscale_matches_pil_and_to_rgb_repeats(self):
+        rgb = (RNG.random((16, 16, 3)) * 255).astype(np.uint8)
+        ref = np.asarray(Image.fromarray(rgb).convert("L"), np.float32)
+        gray = self.preprocess("grayscale()", rgb.astype(np.float32))
+        np.testing.assert_allclose(gray[..., 0], ref, atol=0.51)
+        assert self.preprocess("to_rgb()", VOLUME).shape == (10, 12, 14, 3)
+        np.testing.assert_array_equal(self.preprocess("grayscale()", IMAGE), IMAGE)
 
 
 @pytest.mark.parametrize("x", [IMAGE, VOLUME], ids=["2d", "3d"])

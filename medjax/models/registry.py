@@ -25,10 +25,13 @@ def build_model(model_config, num_classes: int, image_size: int):
     )
 
 
+STEMS = ("auto", "small", "imagenet")
+
+
 def small_stem(cfg, image_size: int) -> bool:
     """Whether `config.model.stem` asks for the small-image stem ("auto": at <= 64 px)."""
-    if cfg.stem not in ("auto", "small", "imagenet"):
-        raise ConfigError(f"config.model.stem must be auto, small or imagenet, not {cfg.stem!r}")
+    if cfg.stem not in STEMS:
+        raise ConfigError(f"config.model.stem must be one of {', '.join(STEMS)}, not {cfg.stem!r}")
     return cfg.stem == "small" or (cfg.stem == "auto" and image_size <= 64)
 
 
