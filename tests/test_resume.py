@@ -122,7 +122,7 @@ def _json(workdir, name):
 
 def _final_state(workdir):
     ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"), 2, "auc", "max")
-    state = ckpts.manager.restore(ckpts.latest_step())["state"]
+    state = ckpts.saved_state(ckpts.latest_step())
     ckpts.close()
     return state
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -57,9 +58,9 @@ def test_end_to_end_outputs(tmp_path):
 def _final_params(workdir, config):
     ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), 2, "auc", "max")
     step = ckpts.latest_step()
-    restored = ckpts.manager.restore(step)
+    state = ckpts.saved_state(step)
     ckpts.close()
-    return step, restored["state"]
+    return step, state
 
 
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
@@ -78,13 +79,14 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
     step_a, a = _final_params(str(tmp_path / "straight"), config)
     step_b, b = _final_params(str(tmp_path / "resumed"), config)
     assert step_a == step_b == 12
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_array_equal(x, y)
+    chex.assert_trees_all_equal(a, b)
     card = json.loads((tmp_path / "resumed" / "run_card.json").read_text())
     assert card["resumed_from_step"] == 5
 
 
-def test_fitted_preprocessing_resize_mixup_ema_and_tta_end_to_end(tmp_path):
+def test_fitted_preprocessing_resize_mixup_ema_and_tta_run_end_to_end(tmp_path):
+    """That these options run together and record what they fitted; what EMA and flip TTA
+    compute is checked in tests/test_ema_tta.py."""
     config = tiny_config(
         **{
             "data.preprocess": (
@@ -129,8 +131,8 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         train_and_evaluate(config, str(tmp_path))
     ckpts = Checkpoints(str(tmp_path / "checkpoints"), 2, "auc", "max")
     for step in ckpts.manager.all_steps():
-        state = ckpts.manager.restore(step)["state"]
-        assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+        state = ckpts.saved_state(step)
+        chex.assert_tree_all_finite(state["params"])
     ckpts.close()
 
 

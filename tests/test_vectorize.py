@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -33,21 +34,20 @@ CHANGES = {
 
 def _params(workdir):
     ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), 2, "auc", "max")
-    restored = ckpts.manager.restore(ckpts.latest_step())
+    state = ckpts.saved_state(ckpts.latest_step())
     ckpts.close()
-    return restored["state"]["params"]
+    return state["params"]
 
 
 def _close(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        if jax.default_backend() == "cpu":  # K unrolled copies of the step: the same arithmetic
-            np.testing.assert_array_equal(x, y)
-        else:
-            # vmap makes K convolutions one grouped convolution, rounded otherwise (TF32 by
-            # default on recent NVIDIA GPUs): on an H200 these 12 steps ended up to 1.3e-3
-            # apart; even two plain runs differ there (by 0.2% of a weight's scale), as GPUs
-            # do not repeat runs bit for bit by default.
-            np.testing.assert_allclose(x, y, rtol=1e-2, atol=2e-3)
+    if jax.default_backend() == "cpu":  # K unrolled copies of the step: the same arithmetic
+        chex.assert_trees_all_equal(a, b)
+    else:
+        # vmap makes K convolutions one grouped convolution, rounded otherwise (TF32 by
+        # default on recent NVIDIA GPUs): on an H200 these 12 steps ended up to 1.3e-3
+        # apart; even two plain runs differ there (by 0.2% of a weight's scale), as GPUs
+        # do not repeat runs bit for bit by default.
+        chex.assert_trees_all_close(a, b, rtol=1e-2, atol=2e-3)
 
 
 def test_vectorized_seeds_match_separate_runs_and_resume_exactly(tmp_path):

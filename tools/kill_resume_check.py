@@ -23,7 +23,6 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,8 +79,7 @@ def final_state(workdir):
     from medjax.train.checkpoint import Checkpoints
 
     ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), 2, "auc", "max")
-    args = ocp.args.Composite(state=ocp.args.StandardRestore())
-    state = ckpts.manager.restore(ckpts.latest_step(), args=args).state
+    state = ckpts.saved_state(ckpts.latest_step())
     ckpts.close()
     return jax.tree.leaves(state)
 

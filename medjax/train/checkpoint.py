@@ -185,6 +185,13 @@ class Checkpoints:
             )
         return state, position
 
+    def saved_state(self, step: int) -> dict:
+        """The state saved at `step` as written (a tree of arrays, no template to restore it
+        into): for looking inside a checkpoint."""
+        return self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        ).state
+
     def _restore(self, step: int, like):
         abstract = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like
