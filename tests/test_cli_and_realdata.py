@@ -56,7 +56,7 @@ def test_cli_typo_in_key_and_bad_batch_size(tmp_path):
         str(tmp_path),
         "--config.train.batch_size=0",
     )
-    assert out.returncode == 2 and "batch_size must be positive" in out.stderr
+    assert out.returncode == 2 and "config.train.batch_size=0 must be positive" in out.stderr
     assert "Traceback" not in out.stderr
 
 

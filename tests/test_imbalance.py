@@ -141,8 +141,8 @@ def test_bad_imbalance_config_is_one_clear_error():
         ("data.oversample", "smote(k=0)", "k \\(neighbours\\) must be a positive integer"),
         ("data.oversample", "smoth()", "Did you mean 'smote'"),
         ("loss.class_weights", "effectve", "none, balanced, effective"),
-        ("loss.effective_beta", 1.0, "effective_beta must be in \\[0, 1\\)"),
-        ("loss.focal_gamma", -1.0, "focal_gamma must be >= 0"),
+        ("loss.effective_beta", 1.0, "effective_beta=1.0 must be in \\[0, 1\\) \\(0.99-0.9999"),
+        ("loss.focal_gamma", -1.0, "focal_gamma=-1.0 must be at least 0"),
         ("data.fold", 3, "fold=3 is out of range"),
     ]:
         changes = {key: value, **({"data.num_folds": 3} if key == "data.fold" else {})}

@@ -43,14 +43,14 @@ def _one_of(*names):
     return lambda value: None if value in names else f"must be one of {', '.join(names)}"
 
 
-# key -> check(value) -> None, or what is wrong with the value
+# key -> check(value) -> None or what is wrong with the value; or (check, a hint for the fix)
 RULES = {
     "data.image_size": _positive,
     "data.channels": _positive,
     "data.max_pixels": _positive,
     "data.fit": _one_of(*FITS),
     "data.on_error": _one_of(*ON_ERROR),
-    "model.dropout": _fraction,
+    "model.dropout": (_fraction, "the fraction of units dropped"),
     "model.stochastic_depth": _fraction,
     "model.width_multiplier": _positive,
     "model.conv": _one_of(*IMPLS),
@@ -58,21 +58,21 @@ RULES = {
     "optimizer.learning_rate": _positive,
     "optimizer.warmup_epochs": _at_least(0),
     "optimizer.weight_decay": _at_least(0),
-    "optimizer.momentum": _fraction,
+    "optimizer.momentum": (_fraction, "0.9 is usual"),
     "optimizer.grad_clip_norm": _at_least(0),
     "optimizer.head_learning_rate": _at_least(0),
     "loss.label_smoothing": _fraction,
-    "loss.effective_beta": _fraction,
+    "loss.effective_beta": (_fraction, "0.99-0.9999 is usual"),
     "loss.focal_gamma": _at_least(0),
     "loss.class_weights": _one_of(*CLASS_WEIGHTS),
     "train.batch_size": _positive,
     "train.num_epochs": _at_least(0),
-    "train.num_steps": _at_least(0),
+    "train.num_steps": (_at_least(0), "0 means num_epochs decides"),
     "train.log_every_steps": _positive,
     "train.eval_every_epochs": _positive,
     "train.keep_checkpoints": _positive,
-    "train.checkpoint_every_minutes": _at_least(0),
-    "train.ema_decay": _fraction,
+    "train.checkpoint_every_minutes": (_at_least(0), "0 saves at every evaluation"),
+    "train.ema_decay": (_fraction, "0 disables it; 0.99-0.999 is usual"),
     "train.select_metric": _one_of(*SELECT_METRICS),
     "train.select_mode": _one_of("max", "min"),
     "eval.batch_size": _positive,
@@ -116,10 +116,12 @@ def validate(config) -> None:
     """Raise a ConfigError naming the first key whose value cannot work."""
     _types(config, get_base_config())
     for key, rule in RULES.items():
+        rule, hint = rule if isinstance(rule, tuple) else (rule, "")
         section, field = key.split(".")
         problem = rule(config[section][field])
         if problem:
-            raise ConfigError(f"config.{key}={config[section][field]!r} {problem}")
+            hint = f" ({hint})" if hint else ""
+            raise ConfigError(f"config.{key}={config[section][field]!r} {problem}{hint}")
     _check_data_keys(config.data)
     _check_model_keys(config)
     LOSSES.get(config.loss.name)
