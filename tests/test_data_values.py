@@ -76,11 +76,11 @@ def test_a_folder_of_one_depth_gets_no_warning_and_16_bit_alone_maps_to_0_255(tm
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("bit_depth", "12", "must be one of auto, 8, 16"),
-        ("range_check", "maybe", "must be one of raise, warn, off"),
-        ("max_examples_per_split", -1, "must be >= 0"),
+        ("bit_depth", "12", "='12' must be one of auto, 8, 16"),
+        ("range_check", "maybe", "='maybe' must be one of raise, warn, off"),
+        ("max_examples_per_split", -1, "=-1 must be at least 0"),
     ],
 )
 def test_validate_value_keys(key, value, message):
-    with pytest.raises(ConfigError, match=f"config.data.{key} {message}"):
+    with pytest.raises(ConfigError, match=f"config.data.{key}{message}"):
         validate(tiny_config(**{f"data.{key}": value}))

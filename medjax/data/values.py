@@ -1,4 +1,4 @@
-"""Pixel values no source may pass on (NaN, infinity), and the config keys about values.
+"""Pixel values no source may pass on (NaN, infinity).
 
 A NaN pixel in the raw data surfaces, many steps into training, as a NaN loss that looks like
 a learning-rate problem; every source therefore checks its raw images here and names the file
@@ -7,8 +7,7 @@ a learning-rate problem; every source therefore checks its raw images here and n
 
 import numpy as np
 
-from medjax.data.decode import BIT_DEPTHS
-from medjax.errors import ConfigError, DataError
+from medjax.errors import DataError
 
 CHUNK_BYTES = 64 << 20  # the boolean mask of one chunk, not of the whole split
 RANGE_CHECKS = ("raise", "warn", "off")  # config.data.range_check
@@ -38,23 +37,4 @@ def check_finite(images: np.ndarray, where: str, fix: str) -> None:
         raise DataError(
             f"{where}: {count} of {len(images)} images hold NaN or infinite pixel values, the "
             f"first at index {first}; the data is at fault, not the training: {fix}"
-        )
-
-
-def check_config(data) -> None:
-    """The value keys of config.data (bit_depth, range_check, max_examples_per_split), before
-    any data is read."""
-    if data.max_examples_per_split < 0:  # a negative slice bound would drop images silently
-        raise ConfigError(
-            f"config.data.max_examples_per_split must be >= 0 (0 keeps every image), not "
-            f"{data.max_examples_per_split}"
-        )
-    if data.bit_depth not in BIT_DEPTHS:
-        raise ConfigError(
-            f"config.data.bit_depth must be one of {', '.join(BIT_DEPTHS)}, not {data.bit_depth!r}"
-        )
-    if data.range_check not in RANGE_CHECKS:
-        raise ConfigError(
-            f"config.data.range_check must be one of {', '.join(RANGE_CHECKS)}, not "
-            f"{data.range_check!r}"
         )

@@ -11,10 +11,11 @@ are the checks that need the devices or the loaded data.
 import ml_collections
 
 from medjax.configs import get_base_config
-from medjax.data import SOURCES, imbalance, splits, values
-from medjax.data.decode import FITS
+from medjax.data import SOURCES, imbalance, splits
+from medjax.data.decode import BIT_DEPTHS, FITS
 from medjax.data.dicom import parse_window
 from medjax.data.files import ON_ERROR
+from medjax.data.values import RANGE_CHECKS
 from medjax.errors import ConfigError
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
@@ -48,6 +49,9 @@ RULES = {
     "data.image_size": _positive,
     "data.channels": _positive,
     "data.max_pixels": _positive,
+    "data.max_examples_per_split": (_at_least(0), "0 keeps every image"),
+    "data.bit_depth": _one_of(*BIT_DEPTHS),
+    "data.range_check": _one_of(*RANGE_CHECKS),
     "data.fit": _one_of(*FITS),
     "data.on_error": _one_of(*ON_ERROR),
     "model.dropout": (_fraction, "the fraction of units dropped"),
@@ -148,7 +152,6 @@ def _check_data_keys(data) -> None:
             f"for volumes or slice_axis >= 0 for 2D slices of them, not both (depth >= 0)"
         )
     splits.check_config(data)
-    values.check_config(data)
     imbalance.check_sampler(data.sampler)
     imbalance.parse_oversample(data.oversample)
     build_preprocess(data.preprocess)
