@@ -182,7 +182,7 @@ def test_reader_rejects_unreadable_files(tmp_path):
         ("text.pth", "not a torch.save zip file"),
         ("cut.pth", r"truncated or not a complete torch.save archive \(3,000 bytes\); download"),
         ("nopkl.pth", "no single <name>/data.pkl"),
-        ("nodata.pth", "damaged file"),
+        ("nodata.pth", "has no entry torch_checkpoint/data/0: damaged file"),
         ("missing.pth", "does not exist"),
     ]:
         with pytest.raises(DataError, match=problem) as info:

@@ -14,6 +14,7 @@ what the file's real content backs:
 * what a reader copies beyond that is capped by a `Budget`.
 """
 
+import contextlib
 import os
 import zipfile
 
@@ -166,3 +167,21 @@ def read_entry(archive: zipfile.ZipFile, name: str, limit: int) -> bytearray:
         out[at : at + len(chunk)] = chunk
         at += len(chunk)
     return out
+
+
+@contextlib.contextmanager
+def reading(what: str, damaged: tuple, damaged_fix: str, unexpected_fix: str):
+    """Every failure inside as one DataError naming `what` (the file): the exceptions in
+    `damaged` mean broken bytes, the other usual ones content its writer never produces."""
+    try:
+        yield
+    except DataError as e:
+        raise DataError(f"cannot read {what}: {e}") from None
+    except damaged as e:
+        raise DataError(
+            f"cannot read {what}: damaged or truncated file ({str(e)[:200]}); {damaged_fix}"
+        ) from None
+    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError, KeyError) as e:
+        raise DataError(
+            f"cannot read {what}: unexpected content ({str(e)[:200]}), {unexpected_fix}"
+        ) from None

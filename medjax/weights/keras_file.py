@@ -49,6 +49,7 @@ from medjax.weights.bounded import (
     entry_chunks,
     open_zip,
     read_entry,
+    reading,
 )
 
 # keras.applications' largest model config (EfficientNetB7) is ~1 MB of JSON and its names
@@ -296,23 +297,13 @@ def _unzipped(archive: zipfile.ZipFile) -> tuple[io.BytesIO, dict | None]:
     return source, model_config
 
 
-@contextlib.contextmanager
 def _errors(path: str):
-    """Every failure inside, as one DataError naming the file."""
-    try:
-        yield
-    except DataError as e:
-        raise DataError(f"cannot read Keras weights file {path}: {e}") from None
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as e:
-        raise DataError(
-            f"cannot read Keras weights file {path}: damaged or truncated file "
-            f"({str(e)[:200]}); save the model again"
-        ) from None
-    except (TypeError, AttributeError, IndexError, RuntimeError) as e:
-        raise DataError(
-            f"cannot read Keras weights file {path}: unexpected content ({str(e)[:200]}), not "
-            f"what Keras writes; {_RESAVE}"
-        ) from None
+    return reading(
+        f"Keras weights file {path}",
+        (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, zlib.error),
+        "save the model again",
+        f"not what Keras writes; {_RESAVE}",
+    )
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from medjax.weights.bounded import (
     check_inflation,
     open_zip,
     read_entry,
+    reading,
 )
 from medjax.weights.torch_pickle import (
     MAX_PICKLE_BYTES,
@@ -41,29 +42,13 @@ from medjax.weights.torch_pickle import (
 )
 
 
-@contextlib.contextmanager
 def _errors(path: str):
-    """Every failure inside, as one DataError naming the file."""
-    try:
-        yield
-    except DataError as e:
-        raise DataError(f"cannot read weights file {path}: {e}") from None
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        pickle.UnpicklingError,
-        KeyError,
-        EOFError,
-        OSError,
-    ) as e:
-        raise DataError(
-            f"cannot read weights file {path}: damaged file ({str(e)[:200]}); download it again"
-        ) from None
-    except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-        raise DataError(
-            f"cannot read weights file {path}: unexpected content ({str(e)[:200]}), not what "
-            "torch.save writes; re-save it with torch.save(model.state_dict(), path)"
-        ) from None
+    return reading(
+        f"weights file {path}",
+        (zipfile.BadZipFile, zlib.error, pickle.UnpicklingError, KeyError, EOFError, OSError),
+        "download it again",
+        "not what torch.save writes; re-save it with torch.save(model.state_dict(), path)",
+    )
 
 
 class _Archive:
