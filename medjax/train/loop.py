@@ -59,8 +59,7 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
     start = time.perf_counter()
     train_step = exp.compile_train_step(state)
     clock.compile_s = time.perf_counter() - start
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
-    bar.shown = {}  # the postfix: latest loss, images/s and validation metric
+    bar = Progress(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
     with deferred_signals() as stop, bar:
         clock.start_interval()
         while step < total:
@@ -87,6 +86,14 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
                     stop.signal_name,
                 )
     return state
+
+
+class Progress(tqdm):
+    """The training bar; its postfix keeps the latest loss, images/s and validation metric."""
+
+    def show(self, **fields) -> None:
+        self.shown = {**getattr(self, "shown", {}), **fields}
+        self.set_postfix(self.shown)
 
 
 def log_training(exp, runs: RunGroup, step: int, values, clock, bar) -> None:
@@ -118,8 +125,7 @@ def log_training(exp, runs: RunGroup, step: int, values, clock, bar) -> None:
         ]
     )
     runs.record_time(clock)
-    bar.shown.update(loss=f"{np.mean([m['loss'] for m, _ in rows]):.4f}", img_s=f"{rate:.0f}")
-    bar.set_postfix(bar.shown)
+    bar.show(loss=f"{np.mean([m['loss'] for m, _ in rows]):.4f}", img_s=f"{rate:.0f}")
 
 
 def validate_and_save(exp, runs: RunGroup, step: int, state, bar) -> None:
@@ -133,8 +139,7 @@ def validate_and_save(exp, runs: RunGroup, step: int, state, bar) -> None:
             for val in vals
         ]
     )
-    bar.shown[f"val_{cfg.select_metric}"] = f"{vals[0].get(cfg.select_metric, np.nan):.3f}"
-    bar.set_postfix(bar.shown)
+    bar.show(**{f"val_{cfg.select_metric}": f"{vals[0].get(cfg.select_metric, np.nan):.3f}"})
     # Orbax spends ~0.2 s of CPU a save even on a small model: only the checkpoints that
     # selection or resuming needs.
     due = runs.minutes_since_save() >= cfg.checkpoint_every_minutes
