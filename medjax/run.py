@@ -41,6 +41,10 @@ def main(argv):
         f"(checkpoint of step {results['selected_step']}, chosen by {results['selected_by']}); "
         f"details in {os.path.join(args.workdir, 'results.json')}"
     )
+    if results["warnings"]:
+        print(
+            f"{len(results['warnings'])} warning(s) about this result: see above, and results.json"
+        )
     with open(os.path.join(args.workdir, "run_card.json")) as f:
         timings = json.load(f)["timings"]
     print(f"run card: {os.path.join(args.workdir, 'run_card.json')} ({timings})")

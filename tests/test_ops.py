@@ -77,7 +77,7 @@ class AffineMatchesReferences(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_rotation_matches_scipy_and_pil(self):
         x = np.asarray(jax.random.uniform(jax.random.key(0), (29, 29, 1)))
-        rotate = self.variant(affine)
+        rotate = self.variant(lambda x, a: affine(x, a, order=1))
         np.testing.assert_allclose(rotate(jnp.asarray(x), 90.0), np.rot90(x), atol=1e-5)
         ref = ndi.rotate(x, 30, axes=(1, 0), reshape=False, order=1, mode="nearest")
         out = np.asarray(rotate(jnp.asarray(x), 30.0))
@@ -86,9 +86,16 @@ class AffineMatchesReferences(chex.TestCase):
         np.testing.assert_allclose(out[6:23, 6:23, 0], pil[6:23, 6:23], atol=1e-4)  # PIL pads 0
 
     @chex.variants(with_jit=True, without_jit=True)
-    def test_affine_matches_scipy_affine_transform_2d_and_3d(self):
-        transform = self.variant(lambda x, angles: affine(x, angles, scale=1.1, shear=5.0))
-        for x, angles in ((IMAGE, 17.0), (VOLUME, jnp.array([17.0, 0.0, 0.0]))):
+    def test_affine_matches_scipy_affine_transform_2d_and_3d_linear_and_cubic(self):
+        cases = [
+            (x, angles, order)
+            for x, angles in ((IMAGE, 17.0), (VOLUME, jnp.array([17.0, 0.0, 0.0])))
+            for order in (1, 3)
+        ]
+        for x, angles, order in cases:
+            transform = self.variant(
+                lambda x, angles, order=order: affine(x, angles, scale=1.1, shear=5.0, order=order)
+            )
             out = transform(x, angles)
             n = x.ndim - 1
             size = np.array(x.shape[:-1], np.float64)
@@ -99,14 +106,14 @@ class AffineMatchesReferences(chex.TestCase):
             linear /= 1.1
             centre = (size - 1) / 2
             ref = ndi.affine_transform(
-                np.asarray(x)[..., 0], linear, centre - linear @ centre, order=1, mode="nearest"
+                np.asarray(x)[..., 0], linear, centre - linear @ centre, order=order, mode="nearest"
             )
             np.testing.assert_allclose(out[..., 0], ref, atol=1e-4)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_volume_rotation_by_90_about_depth_is_rot90_of_each_slice(self):
         v = jax.random.uniform(jax.random.key(0), (5, 9, 9, 1))
-        out = self.variant(affine)(v, jnp.array([90.0, 0.0, 0.0]))
+        out = self.variant(lambda v, a: affine(v, a, order=1))(v, jnp.array([90.0, 0.0, 0.0]))
         np.testing.assert_allclose(out, np.rot90(np.asarray(v), axes=(1, 2)), atol=1e-5)
 
 

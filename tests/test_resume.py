@@ -37,6 +37,7 @@ EXPERIMENT = textwrap.dedent(
         c.train.log_every_steps = 2
         c.train.eval_every_epochs = 0.25  # every 2 steps, each a possible checkpoint
         c.train.ema_decay = 0.9
+        c.train.precise_bn = "on"  # recomputed at every validation: must be the same after a resume
         c.eval.batch_size = 48
         c.eval.bootstrap_samples = 50
         return c.lock()

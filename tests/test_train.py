@@ -143,10 +143,11 @@ from tests.conftest import tiny_config
 from medjax.train.loop import train_and_evaluate
 import jax
 config = tiny_config(**{{"train.num_steps": 20, "train.eval_every_epochs": 10.0,
-                        "data.augment": ("random_flip()",)}})
-train_and_evaluate(config, sys.argv[1])
+                        "data.augment": ("random_flip()",), "train.precise_bn": "on"}})
+results = train_and_evaluate(config, sys.argv[1])
 lines = [json.loads(x) for x in open(sys.argv[1] + "/metrics.jsonl")]
-print(json.dumps({{"devices": jax.device_count(), "loss": [x["loss"] for x in lines if "loss" in x]}}))
+print(json.dumps({{"devices": jax.device_count(), "loss": [x["loss"] for x in lines if "loss" in x],
+                   "val_auc": results["val"]["auc"]}}))
 """
 
 
@@ -169,6 +170,8 @@ def test_eight_devices_match_one_device(tmp_path):
     assert one["devices"] == 1 and eight["devices"] == 8
     assert len(one["loss"]) == 5  # steps 4, 8, ..., 20
     np.testing.assert_allclose(eight["loss"], one["loss"], rtol=2e-4, atol=1e-5)
+    # precise BN's statistics are reduced over the devices' shares of each batch
+    assert eight["val_auc"] == pytest.approx(one["val_auc"], abs=1e-3)
 
 
 def test_best_checkpoint_is_kept_and_found_after_a_restart(tmp_path):

@@ -50,6 +50,10 @@ BAD = {
     "train.ema_decay": 1.0,
     "train.select_metric": "loss",
     "train.select_mode": "best",
+    "train.precise_bn": "yes",
+    "train.precise_bn_images": 0,
+    "eval.gap_margin": -0.1,
+    "eval.decision_margin": -0.1,
     "eval.batch_size": 0,
     "eval.bootstrap_samples": -1,
 }

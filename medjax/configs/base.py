@@ -130,12 +130,25 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every_minutes = 2.0
     c.train.select_metric = "auc"  # validation metric that picks the checkpoint tested
     c.train.select_mode = "max"
+    # Batch-norm statistics recomputed before each validation and the test, with the weights as
+    # they are, over training images that went through preprocessing only (medjax.train.
+    # precise_bn): on, off, or auto (on when augmentation resamples, changes intensities or
+    # mixes; a model without batch norm has nothing to recompute).
+    c.train.precise_bn = "auto"
+    c.train.precise_bn_images = 2048  # whole training batches, up to the training split
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256
     c.eval.bootstrap_samples = 1000
     c.eval.flip_tta = False  # average predictions with the left-right mirrored image
     c.eval.positive_class = 1  # binary tasks: the class whose sensitivity is reported
+    # The chosen checkpoint is also evaluated on validation images passed through the training
+    # augmentation; a difference over gap_margin in accuracy, balanced accuracy or AUC is a
+    # warning (results.json "warnings"), as is a balanced accuracy over decision_margin below a
+    # high AUC (medjax.train.consistency).
+    c.eval.gap_check = True
+    c.eval.gap_margin = 0.03
+    c.eval.decision_margin = 0.15
     return c
 
 

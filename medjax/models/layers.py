@@ -25,6 +25,8 @@ for _name, _fn in {
     ACTIVATIONS.register(_name, _fn)
 
 NORMS = Registry("normalisation", "config.model.norm")
+# Every BatchNorm's; medjax.train.precise_bn reads a batch's statistics back through it.
+BN_MOMENTUM = 0.9
 
 
 class Identity(nn.Module):
@@ -40,7 +42,10 @@ class BatchNorm(nn.Module):
     def __call__(self, x, train: bool = False):
         # Statistics in float32 even under bfloat16 compute: variance underflows in bfloat16.
         return nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=self.epsilon, dtype=jnp.float32
+            use_running_average=not train,
+            momentum=BN_MOMENTUM,
+            epsilon=self.epsilon,
+            dtype=jnp.float32,
         )(x)
 
 

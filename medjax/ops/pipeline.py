@@ -49,6 +49,13 @@ def parse_op(spec: str, registry: Registry):
     return factory, args, kwargs
 
 
+def op_name(spec: str) -> str:
+    """The name of the op in a spec that parse_op accepts: "random_affine(rotate=5)" ->
+    "random_affine"."""
+    node = ast.parse(spec.strip(), mode="eval").body
+    return (node.func if isinstance(node, ast.Call) else node).id
+
+
 def _build(specs, registry):
     fns = []
     for spec in specs:

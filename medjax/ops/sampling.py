@@ -3,6 +3,8 @@
 import jax
 import jax.numpy as jnp
 
+from medjax.ops.spline import map_coordinates_cubic
+
 
 def maybe(key, p, new, old):
     """`new` with probability p, else `old` (both are computed: under vmap a branch would be
@@ -18,14 +20,25 @@ def check(p, **strengths):
             raise ValueError(f"{name} must be >= 0")
 
 
-def map_channels(image, coords, order=1, mode="nearest"):
-    """Sample every channel at `coords` (ndim_spatial, *spatial): dm-pix's resampler is 2D only,
-    so volumes use jax.scipy directly."""
-    return jax.vmap(
-        lambda c: jax.scipy.ndimage.map_coordinates(c, list(coords), order, mode=mode),
-        in_axes=-1,
-        out_axes=-1,
-    )(image)
+ORDERS = (0, 1, 3)  # nearest, linear, cubic B-spline
+DEFAULT_ORDER = 3  # the least blur for its cost (README, "Resampling")
+
+
+def map_channels(image, coords, order=DEFAULT_ORDER, mode="nearest"):
+    """Sample every channel at `coords` (ndim_spatial, *spatial), for images and volumes alike:
+    order 0 or 1 with jax.scipy's map_coordinates, 3 with medjax.ops.spline."""
+    if order == 3:
+        sample = lambda c: map_coordinates_cubic(c, coords, mode)
+    else:
+        sample = lambda c: jax.scipy.ndimage.map_coordinates(c, list(coords), order, mode=mode)
+    return jax.vmap(sample, in_axes=-1, out_axes=-1)(image).astype(image.dtype)
+
+
+def check_resampling(order, mode) -> None:
+    if order not in ORDERS:
+        raise ValueError("order must be 0 (nearest), 1 (linear) or 3 (cubic)")
+    if mode not in ("nearest", "constant"):
+        raise ValueError("mode must be 'nearest' or 'constant'")
 
 
 def grid(spatial):

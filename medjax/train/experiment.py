@@ -20,7 +20,7 @@ from medjax.data.pipeline import preprocess_dataset
 from medjax.data.source import SPLITS, Dataset, Split
 from medjax.models import build_model
 from medjax.ops import build_augment, build_mix, build_preprocess
-from medjax.train import finetune, losses, sharding, validate, vectorize
+from medjax.train import finetune, losses, precise_bn, sharding, validate, vectorize
 from medjax.train.optimizers import build_optimizer
 from medjax.train.steps import init_state, jit_steps
 
@@ -55,6 +55,7 @@ class Experiment:
     eval_step: object  # jitted: (state, images) -> class probabilities
     init_state: object  # () -> the runs' initial state, pretrained weights loaded
     lr_schedules: tuple  # each run's learning rate by step, for its log
+    precise_bn: object  # state -> state with precise BN statistics (medjax.train.precise_bn)
 
     @property
     def config(self):
@@ -63,6 +64,11 @@ class Experiment:
     @property
     def vectorized(self) -> bool:
         return len(self.configs) > 1
+
+    def for_evaluation(self, state):
+        """The state as validation and testing evaluate it: with precise BN statistics when
+        the config asks for them."""
+        return self.precise_bn(state) if self.precise_bn else state
 
     def batch_shardings(self):
         """(train batch sharding, eval batch sharding)."""
@@ -218,6 +224,9 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         build_optimizer(c.optimizer, schedule.total_steps, schedule.steps_per_epoch)[1]
         for c in configs
     )
+    precise = None
+    if precise_bn.wanted(config) and _has_batch_norm(model, dataset.image_shape):
+        precise = precise_bn.PreciseBN(model, configs, dataset.splits["train"], mesh)
     return Experiment(
         configs,
         data,
@@ -230,4 +239,11 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         eval_step,
         initial_state,
         lr_schedules,
+        precise,
     )
+
+
+def _has_batch_norm(model, image_shape) -> bool:
+    x = jax.ShapeDtypeStruct((1, *image_shape), np.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    return bool(jax.tree.leaves(variables.get("batch_stats", {})))

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from medjax.errors import Interrupted, TrainingError
 from medjax.report import run_card, timing
+from medjax.train import consistency
 from medjax.train.evaluate import evaluate_runs
 from medjax.train.experiment import build_experiment
 from medjax.train.interrupt import deferred_signals
@@ -132,7 +133,7 @@ def validate_and_save(exp, runs: RunGroup, step: int, state, bar) -> None:
     """Validation metrics logged; a checkpoint saved when validation improves, at the end, or
     when config.train.checkpoint_every_minutes have passed since the last one."""
     cfg = exp.config.train
-    vals = evaluate(exp, state, "val", desc=f"val @ {step}")
+    vals = evaluate(exp, exp.for_evaluation(state), "val", desc=f"val @ {step}")
     runs.log(
         [
             {"step": step, "split": "val", **{k: v for k, v in val.items() if _is_number(v)}}
@@ -152,10 +153,14 @@ def _is_number(value) -> bool:
 
 
 def evaluate(exp, state, split: str, desc: str, bootstrap: int = 0) -> list[dict]:
+    return evaluate_split(exp, state, exp.data.dataset.splits[split], desc, bootstrap)
+
+
+def evaluate_split(exp, state, split, desc: str, bootstrap: int = 0) -> list[dict]:
     return evaluate_runs(
         exp.eval_step,
         state,
-        exp.data.dataset.splits[split],
+        split,
         exp.configs,
         exp.data.dataset.num_classes,
         exp.batch_shardings()[1],
@@ -166,15 +171,39 @@ def evaluate(exp, state, split: str, desc: str, bootstrap: int = 0) -> list[dict
 
 def test(exp, runs: RunGroup, state) -> list[dict]:
     """Validation and test metrics, with bootstrap intervals, of the checkpoint each run's
-    validation chose; the test split is evaluated here and nowhere else."""
-    state, best = runs.best_states(state)
-    metric = exp.config.train.select_metric
+    validation chose, and the checks that it is evaluated as it was trained; the test split is
+    evaluated here and nowhere else."""
+    trained, best = runs.best_states(state)
+    state = exp.for_evaluation(trained)
+    metric, bootstrap = exp.config.train.select_metric, exp.config.eval.bootstrap_samples
     results = [{"selected_step": b, "selected_by": f"val_{metric}"} for b in best]
     for split in ("val", "test"):
-        bootstrap = exp.config.eval.bootstrap_samples
         for res, m in zip(results, evaluate(exp, state, split, split, bootstrap), strict=True):
             res[split] = m
+    check_consistency(exp, trained, results)
     return results
+
+
+def check_consistency(exp, trained, results: list[dict]) -> None:
+    """Each run's results gain "warnings" (printed too): a gap between the model as evaluated
+    and as trained (consistency.as_trained; eval.gap_check; "val_augmented" and
+    "train_eval_gap" record it), and a shifted decision rule on validation or test."""
+    cfg = exp.config.eval
+    augmented = [None] * len(results)
+    if cfg.gap_check and exp.augment_fn is not None:
+        split, state = consistency.as_trained(exp, trained)
+        augmented = evaluate_split(exp, state, split, "val, augmented")
+    for res, aug in zip(results, augmented, strict=True):
+        res["warnings"] = []
+        if aug is not None:
+            res["val_augmented"] = {k: aug[k] for k in consistency.COMPARED if k in aug}
+            gap, found = consistency.train_eval_gap(res["val"], aug, cfg.gap_margin)
+            res["train_eval_gap"] = gap
+            res["warnings"] += found
+        for split in ("val", "test"):
+            res["warnings"] += consistency.decision_rule(res[split], split, cfg.decision_margin)
+    for warning in dict.fromkeys(w for res in results for w in res["warnings"]):
+        print(f"warning: {warning}")
 
 
 def card(exp, run, parameters: int, start: int, clock) -> dict:

@@ -23,6 +23,7 @@ from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.train import sharding, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
+from medjax.train.precise_bn import MODES as PRECISE_BN_MODES
 from medjax.weights.load import SOURCES as WEIGHT_SOURCES
 
 SELECT_METRICS = ("auc", "accuracy", "balanced_accuracy", "f1", "sensitivity", "specificity")
@@ -79,6 +80,10 @@ RULES = {
     "train.ema_decay": (_fraction, "0 disables it; 0.99-0.999 is usual"),
     "train.select_metric": _one_of(*SELECT_METRICS),
     "train.select_mode": _one_of("max", "min"),
+    "train.precise_bn": _one_of(*PRECISE_BN_MODES),
+    "train.precise_bn_images": _positive,
+    "eval.gap_margin": _at_least(0),
+    "eval.decision_margin": _at_least(0),
     "eval.batch_size": _positive,
     "eval.bootstrap_samples": _at_least(0),
 }

@@ -1,0 +1,95 @@
+"""Is the model evaluated the model that was trained? Checks run on the chosen checkpoint.
+
+A network trained only on augmented images (resampled, so slightly blurred; intensity-
+jittered; mixed) can rank well (high AUC) and still classify badly the plain images it is
+evaluated on: its batch-norm statistics and decision rule fit the augmented ones (README,
+"Resampling"). Two signs give it away, and every run looks for both:
+
+* the train/eval gap: validation images evaluated as they are and the same images through
+  the training augmentation (fixed keys) should score about alike. A clear difference either
+  way is reported, with its likely causes;
+* a shifted decision rule: a high macro AUC with a balanced accuracy far below it means the
+  classes are ranked well but the argmax puts the boundaries in the wrong place.
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+COMPARED = ("accuracy", "balanced_accuracy", "auc")
+
+
+def augment(images: np.ndarray, indices, augment_fn, seed: int, chunk: int = 256) -> np.ndarray:
+    """`images` through the training augmentation, image k with a key fixed by (`seed`,
+    `indices[k]`): the same draws every time the check runs."""
+    batched = jax.jit(jax.vmap(augment_fn))
+    base = jax.random.fold_in(jax.random.key(seed), 7)
+    keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
+    out = [
+        np.asarray(batched(keys(np.asarray(indices[s : s + chunk])), images[s : s + chunk]))
+        for s in range(0, len(images), chunk)
+    ]
+    return np.concatenate(out)
+
+
+def as_trained(exp, trained):
+    """(validation split through the training augmentation, the state with the BN statistics
+    that fit augmented images): the model as it was trained, on images like its training
+    images. With precise BN, its statistics are recomputed on the same training batches,
+    augmented; without, the running statistics training kept are those."""
+    seed, train, val = (
+        exp.config.seed,
+        exp.data.dataset.splits["train"],
+        exp.data.dataset.splits["val"],
+    )
+    images = augment(val.images, np.arange(len(val)), exp.augment_fn, seed)
+    state = trained
+    if exp.precise_bn:
+        state = exp.precise_bn(
+            trained, lambda idx: augment(train.images[idx], idx, exp.augment_fn, seed)
+        )
+    return dataclasses.replace(val, images=images), state
+
+
+def train_eval_gap(plain: dict, augmented: dict, margin: float) -> tuple[dict, list[str]]:
+    """(augmented minus plain, per metric; warnings) for the validation split."""
+    gap = {k: round(augmented[k] - plain[k], 4) for k in COMPARED if k in plain}
+    worse = [k for k, g in gap.items() if g > margin]
+    better = [k for k, g in gap.items() if g < -margin]
+    found = []
+    if worse:
+        found.append(
+            f"validation {_pairs(worse, plain, augmented)} (as evaluated vs through the "
+            f"training augmentation): the network fits augmented images better than the "
+            f"images it is evaluated on. Likely causes: resampling blur "
+            f"(random_affine/elastic with order=1, or p=1.0 so no image stays sharp), "
+            f"batch-norm statistics of augmented images (train.precise_bn='on'), intensity "
+            f"augmentation or mixing that shifts every image the same way"
+        )
+    if better:
+        found.append(
+            f"validation {_pairs(better, plain, augmented)} (as evaluated vs through the "
+            f"training augmentation): the augmentation changes images more than the network "
+            f"tolerates; check that it stays within real variation "
+            f"(python -m medjax.preview)"
+        )
+    return gap, found
+
+
+def decision_rule(metrics: dict, split: str, margin: float) -> list[str]:
+    """A warning when AUC is high but balanced accuracy far below it."""
+    auc, balanced = metrics.get("auc", np.nan), metrics.get("balanced_accuracy", np.nan)
+    if auc >= 0.9 and auc - balanced > margin:
+        return [
+            f"{split} AUC {auc:.3f} but balanced accuracy {balanced:.3f}: the classes are "
+            f"ranked well but the decision rule is shifted (look at the confusion matrix: one "
+            f"class absorbing another). Likely causes: the train/eval mismatches above, class "
+            f"imbalance (loss.class_weights, data.sampler='balanced'), or a shift between "
+            f"training and {split} data"
+        ]
+    return []
+
+
+def _pairs(keys, plain, augmented) -> str:
+    return ", ".join(f"{k} {plain[k]:.3f} vs {augmented[k]:.3f}" for k in keys)
