@@ -83,6 +83,46 @@ def test_a_high_auc_with_a_low_balanced_accuracy_is_a_warning():
     assert consistency.decision_rule({"auc": 0.7, "balanced_accuracy": 0.5}, "test", 0.15) == []
 
 
+def test_paired_difference_interval_is_the_bootstrap_of_sklearn_metrics():
+    """Each resample draws the same images for both predictions; the interval is the 2.5 and
+    97.5 percentiles of scikit-learn's metric differences over those resamples."""
+    from sklearn import metrics as skm
+
+    from medjax.eval import paired_difference_ci
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 60)
+    a, b = rng.dirichlet([1, 1, 1], 60), rng.dirichlet([1, 1, 1], 60)
+    b[np.arange(60), labels] += 0.5  # b is better
+    got = paired_difference_ci(labels, a, b, 3, samples=200, seed=5)
+    idx = np.random.default_rng(5).integers(0, 60, (200, 60))
+    metrics = {
+        "accuracy": lambda y, p: skm.accuracy_score(y, p.argmax(1)),
+        "balanced_accuracy": lambda y, p: skm.balanced_accuracy_score(y, p.argmax(1)),
+        "auc": lambda y, p: skm.roc_auc_score(
+            y, p / p.sum(1, keepdims=True), multi_class="ovr", labels=[0, 1, 2]
+        ),
+    }
+    for name, metric in metrics.items():
+        d = [metric(labels[i], b[i]) - metric(labels[i], a[i]) for i in idx]
+        np.testing.assert_allclose(got[name], np.percentile(d, [2.5, 97.5]), atol=1e-9)
+    assert got["accuracy"][0] > 0
+
+
+def test_a_gap_of_a_few_flipped_images_is_chance_not_a_warning():
+    """78 validation images, 3 more right through the augmentation: above the 0.03 margin but
+    its paired interval holds zero, so no warning; a large gap with an interval above zero is
+    one. Without intervals (eval.bootstrap_samples=0) the margin alone decides."""
+    plain, augmented = {"accuracy": 0.859}, {"accuracy": 0.897}
+    gap, found = consistency.train_eval_gap(plain, augmented, {"accuracy": [-0.01, 0.09]}, 0.03)
+    assert gap["accuracy"] == 0.038 and found == []
+    gap, found = consistency.train_eval_gap(plain, augmented, {"accuracy": [0.01, 0.07]}, 0.03)
+    assert gap["ci95"]["accuracy"] == [0.01, 0.07] and "resampling blur" in found[0]
+    assert consistency.train_eval_gap(plain, augmented, {}, 0.03)[1] != []
+    worse = consistency.train_eval_gap(augmented, plain, {"accuracy": [-0.07, -0.01]}, 0.03)[1]
+    assert "changes images more than the network tolerates" in worse[0]
+
+
 # The issue's trap, small: 4 lesion types in MRI-like phantoms, every training image resampled
 # (random_affine's p=1) linearly, batch norm evaluated with the statistics of those blurred
 # images. Measured: plain validation accuracy 0.41 against 0.99 through the augmentation;

@@ -6,8 +6,9 @@ evaluated on: its batch-norm statistics and decision rule fit the augmented ones
 "Resampling"). Two signs give it away, and every run looks for both:
 
 * the train/eval gap: validation images evaluated as they are and the same images through
-  the training augmentation (fixed keys) should score about alike. A clear difference either
-  way is reported, with its likely causes;
+  the training augmentation (fixed keys) should score about alike. A difference larger than
+  the margin whose paired 95% bootstrap interval excludes zero is reported either way, with
+  its likely causes (on 78 images, three that flip are chance, not a gap);
 * a shifted decision rule: a high macro AUC with a balanced accuracy far below it means the
   classes are ranked well but the argmax puts the boundaries in the wrong place.
 """
@@ -16,6 +17,9 @@ import dataclasses
 
 import jax
 import numpy as np
+
+from medjax.eval import classification_metrics, paired_difference_ci
+from medjax.train.evaluate import predict_runs
 
 COMPARED = ("accuracy", "balanced_accuracy", "auc")
 
@@ -52,11 +56,37 @@ def as_trained(exp, trained):
     return dataclasses.replace(val, images=images), state
 
 
-def train_eval_gap(plain: dict, augmented: dict, margin: float) -> tuple[dict, list[str]]:
-    """(augmented minus plain, per metric; warnings) for the validation split."""
+def gaps(exp, trained, evaluated) -> list[tuple]:
+    """(val_augmented metrics, gap with paired intervals, warnings) of each run."""
+    val = exp.data.dataset.splits["val"]
+    augmented, state = as_trained(exp, trained)
+    sharding, num_classes = exp.batch_shardings()[1], exp.data.dataset.num_classes
+    plain = predict_runs(exp.eval_step, evaluated, val, exp.configs, sharding, "val")
+    aug = predict_runs(exp.eval_step, state, augmented, exp.configs, sharding, "val, augmented")
+    out = []
+    for config, p, a in zip(exp.configs, plain, aug, strict=True):
+        positive, e = config.eval.positive_class, config.eval
+        plain_m = classification_metrics(val.labels, p, num_classes, positive, bootstrap=0)
+        aug_m = classification_metrics(val.labels, a, num_classes, positive, bootstrap=0)
+        ci95 = e.bootstrap_samples and paired_difference_ci(
+            val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed
+        )
+        gap, found = train_eval_gap(plain_m, aug_m, ci95 or {}, e.gap_margin)
+        out.append(({k: aug_m[k] for k in COMPARED}, gap, found))
+    return out
+
+
+def train_eval_gap(
+    plain: dict, augmented: dict, ci95: dict, margin: float
+) -> tuple[dict, list[str]]:
+    """(augmented minus plain per metric, with "ci95" its paired intervals; warnings) for the
+    validation split: a gap counts when it is above `margin` and its interval excludes 0."""
     gap = {k: round(augmented[k] - plain[k], 4) for k in COMPARED if k in plain}
-    worse = [k for k, g in gap.items() if g > margin]
-    better = [k for k, g in gap.items() if g < -margin]
+    # Without an interval (eval.bootstrap_samples=0) the margin alone decides.
+    known = {k: ci95.get(k) or [np.inf, -np.inf] for k in gap}
+    worse = [k for k, g in gap.items() if g > margin and known[k][0] > 0]
+    better = [k for k, g in gap.items() if g < -margin and known[k][1] < 0]
+    gap["ci95"] = {k: [round(v, 4) for v in ci95[k]] for k in gap if ci95.get(k)}
     found = []
     if worse:
         found.append(

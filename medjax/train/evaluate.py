@@ -27,10 +27,9 @@ def predict(eval_step, state, split, batch_size: int, sharding, desc: str = "eva
     return np.concatenate(out, axis=-2)
 
 
-def evaluate_runs(
-    eval_step, state, split, configs, num_classes, sharding, desc="eval", bootstrap=0
-) -> list[dict]:
-    """Metrics of each run in `state` (one per config: a single state, or K stacked ones)."""
+def predict_runs(eval_step, state, split, configs, sharding, desc="eval") -> np.ndarray:
+    """Class probabilities (K, N, classes) of each run in `state` (one per config: a single
+    state, or K stacked ones), checked finite."""
     probs = predict(eval_step, state, split, configs[0].eval.batch_size, sharding, desc)
     probs = probs.reshape(len(configs), *probs.shape[-2:])
     if not np.isfinite(probs).all():
@@ -39,6 +38,14 @@ def evaluate_runs(
             f"checkpoint is kept); lower "
             f"config.optimizer.learning_rate or set config.optimizer.grad_clip_norm"
         )
+    return probs
+
+
+def evaluate_runs(
+    eval_step, state, split, configs, num_classes, sharding, desc="eval", bootstrap=0
+) -> list[dict]:
+    """Metrics of each run in `state` (one per config: a single state, or K stacked ones)."""
+    probs = predict_runs(eval_step, state, split, configs, sharding, desc)
     return [
         classification_metrics(
             split.labels,

@@ -180,26 +180,22 @@ def test(exp, runs: RunGroup, state) -> list[dict]:
     for split in ("val", "test"):
         for res, m in zip(results, evaluate(exp, state, split, split, bootstrap), strict=True):
             res[split] = m
-    check_consistency(exp, trained, results)
+    check_consistency(exp, trained, state, results)
     return results
 
 
-def check_consistency(exp, trained, results: list[dict]) -> None:
+def check_consistency(exp, trained, evaluated, results: list[dict]) -> None:
     """Each run's results gain "warnings" (printed too): a gap between the model as evaluated
     and as trained (consistency.as_trained; eval.gap_check; "val_augmented" and
     "train_eval_gap" record it), and a shifted decision rule on validation or test."""
     cfg = exp.config.eval
-    augmented = [None] * len(results)
-    if cfg.gap_check and exp.augment_fn is not None:
-        split, state = consistency.as_trained(exp, trained)
-        augmented = evaluate_split(exp, state, split, "val, augmented")
-    for res, aug in zip(results, augmented, strict=True):
+    for res in results:
         res["warnings"] = []
-        if aug is not None:
-            res["val_augmented"] = {k: aug[k] for k in consistency.COMPARED if k in aug}
-            gap, found = consistency.train_eval_gap(res["val"], aug, cfg.gap_margin)
-            res["train_eval_gap"] = gap
+    if cfg.gap_check and exp.augment_fn is not None:
+        for res, gap in zip(results, consistency.gaps(exp, trained, evaluated), strict=True):
+            res["val_augmented"], res["train_eval_gap"], found = gap
             res["warnings"] += found
+    for res in results:
         for split in ("val", "test"):
             res["warnings"] += consistency.decision_rule(res[split], split, cfg.decision_margin)
     for warning in dict.fromkeys(w for res in results for w in res["warnings"]):
