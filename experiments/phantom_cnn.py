@@ -7,8 +7,11 @@ present (1), with ultrasound speckle noise.
 Command:
     python -m medjax.run --config experiments/phantom_cnn.py --workdir runs/phantom
     python -m medjax.run --config experiments/phantom_cnn.py:runlocal --workdir /tmp/smoke
-Result (seed 0, 2-core Xeon CPU, jax 0.12.0.1, 1.1 min): test AUC 0.950 [0.931, 0.966],
-ACC 0.803 [0.770, 0.838].
+Result (seed 0, 2-core AMD EPYC CPU, jax 0.12.0.1, 1.8 min): test AUC 0.953 [0.935, 0.968],
+ACC 0.879 [0.850, 0.906]. With the earlier linear resampling and running BN statistics
+(`order=1, antialias=False`, `train.precise_bn=off`), same machine: AUC 0.949 [0.930, 0.965],
+ACC 0.830 [0.797, 0.861] in 1.1 min: the classes ranked as well, the decision rule shifted by
+the blur.
 """
 
 from medjax.configs import apply_runlocal, get_base_config, parse_arg

@@ -9,8 +9,11 @@ Command:
     python -m medjax.run --config experiments/pneumoniamnist_cnn.py --workdir runs/pneu
     python -m medjax.run --config experiments/pneumoniamnist_cnn.py --workdir runs/pneu \
         --config.optimizer.name=sgd --config.model.activation=leaky_relu
-Result (seed 0, 2-core Xeon CPU, jax 0.12.0.1, 2.2 min): test AUC 0.981 [0.970, 0.990],
-ACC 0.905 [0.883, 0.926], above the baseline (0.944 / 0.854).
+Result (seed 0, 2-core AMD EPYC CPU, jax 0.12.0.1, 3.0 min): test AUC 0.983 [0.974, 0.991],
+ACC 0.912 [0.888, 0.933], balanced accuracy 0.883, above the baseline (0.944 / 0.854); no
+train/eval gap (validation accuracy 0.973 as evaluated, 0.975 through the augmentation).
+With the earlier linear resampling and running BN statistics, on a 2-core Xeon: 0.981 / 0.905
+in 2.2 min.
 """
 
 from medjax.configs import apply_runlocal, get_base_config, parse_arg

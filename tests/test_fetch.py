@@ -111,3 +111,26 @@ def test_command_line_error_is_one_message(tmp_path):
     assert run.returncode == 2
     assert run.stderr.startswith("medjax: error: unknown MedMNIST dataset 'nosuchmnist'")
     assert "Traceback" not in run.stderr
+
+
+def test_phantom_folder_is_written_whole_and_reads_as_an_image_folder(tmp_path):
+    from medjax.configs import get_base_config
+    from medjax.data import load_dataset
+
+    root = tmp_path / "mri"
+    sizes = ["--size", "16", "--train", "8", "--val", "4", "--test", "4", "--noise", "2"]
+    fetch.main(["phantom", "--dir", str(root), *sizes])
+    assert sorted(p.name for p in root.iterdir()) == ["test", "train", "val"]
+    c = get_base_config()
+    c.data.source, c.data.path, c.data.image_size, c.data.cache = (
+        "image_folder",
+        str(root),
+        16,
+        False,
+    )
+    ds = load_dataset(c.data)
+    assert ds.class_names == ["lesion_1", "lesion_2", "lesion_3", "no_lesion"]
+    assert {n: len(s) for n, s in ds.splits.items()} == {"train": 8, "val": 4, "test": 4}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".phantom-")]
+    with pytest.raises(DataError, match="exists already"):
+        fetch.main(["phantom", "--dir", str(root)])

@@ -135,7 +135,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # precise_bn): on, off, or auto (on when augmentation resamples, changes intensities or
     # mixes; a model without batch norm has nothing to recompute).
     c.train.precise_bn = "auto"
-    c.train.precise_bn_images = 2048  # whole training batches, up to the training split
+    c.train.precise_bn_images = 1024  # whole training batches, up to the training split
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256

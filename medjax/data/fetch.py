@@ -1,6 +1,7 @@
 """Download a MedMNIST file from its official location and check it against the official MD5.
 
     python -m medjax.data.fetch medmnist breastmnist --size 28 --dir DATA
+    python -m medjax.data.fetch phantom --dir DATA/phantom_mri   # generated, see phantom_folder
 
 The file is written under a temporary name and renamed only once its MD5 matches the one in
 MedMNIST's own `info.py`, so DATA never holds a partial or corrupt `<name>[_<size>].npz`; an
@@ -17,7 +18,7 @@ import urllib.request
 
 from tqdm.auto import tqdm
 
-from medjax.data import medmnist_info
+from medjax.data import medmnist_info, phantom_folder
 from medjax.errors import DataError
 from medjax.registry import suggest
 
@@ -145,7 +146,10 @@ def main(argv):
         "--url", default=medmnist_info.ZENODO, help="base URL of the files (default: Zenodo)"
     )
     mm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    phantom_folder.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.collection == "phantom":
+        return phantom_folder.run(args)
     if not args.dir:
         parser.error("pass --dir DIR (or export MEDJAX_DATA_DIR)")
     fetch_medmnist(args.name, args.size, args.dir, args.url, progress=not args.no_progress)

@@ -16,22 +16,24 @@ from medjax.errors import ConfigError
 MODALITIES = ("xray", "ultrasound", "mri")
 
 
-def _noise(clean: np.ndarray, modality: str, rng: np.random.Generator) -> np.ndarray:
+def _noise(clean: np.ndarray, modality: str, rng: np.random.Generator, level=1.0) -> np.ndarray:
+    """`level` scales the noise's standard deviation (1: the default physics)."""
     if modality == "xray":  # photon counting: variance proportional to intensity
-        photons = 80.0
+        photons = 80.0 / level**2
         return rng.poisson(clean * photons) / photons
     if modality == "ultrasound":  # fully developed speckle: multiplicative Gamma, 4 looks
-        looks = 4.0
+        looks = 4.0 / level**2
         return clean * rng.gamma(looks, 1.0 / looks, clean.shape)
     # MRI magnitude images: complex Gaussian noise, then the modulus (Rician)
-    sigma = 0.07
+    sigma = 0.07 * level
     real = clean + rng.normal(0, sigma, clean.shape)
     imag = rng.normal(0, sigma, clean.shape)
     return np.sqrt(real**2 + imag**2)
 
 
-def generate(n, size, num_classes, modality, channels, seed):
-    """(images uint8 (n, size, size, channels), labels int32 (n,)), fully determined by seed."""
+def generate(n, size, num_classes, modality, channels, seed, noise=1.0):
+    """(images uint8 (n, size, size, channels), labels int32 (n,)), fully determined by seed;
+    `noise` scales the noise (harder data at > 1)."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % num_classes).astype(np.int32)
     yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
@@ -73,7 +75,7 @@ def generate(n, size, num_classes, modality, channels, seed):
     shape = np.where((kind == 3)[:, None, None], ring, solid)
     image += np.where((kind > 0)[:, None, None], contrast[:, None, None] * shape, 0.0)
 
-    noisy = _noise(np.clip(image, 0, 1), modality, rng)
+    noisy = _noise(np.clip(image, 0, 1), modality, rng, noise)
     pixels = (np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)[..., None]
     return np.repeat(pixels, channels, axis=-1), labels
 

@@ -58,11 +58,12 @@ def collect(workdir: str) -> tuple[dict, list]:
         rec["metrics"], rec["timings"] = {}, {}
         if rec["status"] == "finished":
             results = _read(os.path.join(d, "results.json"))
-            for split in ("val", "test"):
+            for split in ("val", "test", "val_augmented"):  # the last: the train/eval gap
                 rec["metrics"].update(
                     {f"{split}_{k}": v for k, v in _scalars(results.get(split, {})).items()}
                 )
             rec["selected_step"] = results.get("selected_step")
+            rec["warnings"] = " | ".join(results.get("warnings", []))
             if os.path.exists(os.path.join(d, "run_card.json")):
                 rec["timings"] = _read(os.path.join(d, "run_card.json")).get("timings", {})
         elif rec["status"] == "failed":
@@ -78,7 +79,8 @@ def write_csv(path: str, records: list) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["run", "status", *keys, *metrics, "selected_step", "wall_s", "images_per_s", "error"]
+            ["run", "status", *keys, *metrics, "selected_step", "wall_s", "images_per_s"]
+            + ["warnings", "error"]
         )
         for r in records:
             w.writerow(
@@ -90,6 +92,7 @@ def write_csv(path: str, records: list) -> None:
                     r.get("selected_step", ""),
                     r["timings"].get("wall_s", ""),
                     r["timings"].get("train_images_per_s", ""),
+                    r.get("warnings", ""),
                     r["error"],
                 ]
             )
