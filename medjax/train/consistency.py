@@ -56,12 +56,12 @@ def as_trained(exp, trained):
     return dataclasses.replace(val, images=images), state
 
 
-def gaps(exp, trained, evaluated) -> list[tuple]:
-    """(val_augmented metrics, gap with paired intervals, warnings) of each run."""
+def gaps(exp, trained, plain) -> list[tuple]:
+    """(val_augmented metrics, gap with paired intervals, warnings) of each run, given its
+    validation probabilities as evaluated (`plain`, (K, N, classes))."""
     val = exp.data.dataset.splits["val"]
     augmented, state = as_trained(exp, trained)
     sharding, num_classes = exp.batch_shardings()[1], exp.data.dataset.num_classes
-    plain = predict_runs(exp.eval_step, evaluated, val, exp.configs, sharding, "val")
     aug = predict_runs(exp.eval_step, state, augmented, exp.configs, sharding, "val, augmented")
     out = []
     for config, p, a in zip(exp.configs, plain, aug, strict=True):

@@ -46,9 +46,14 @@ def evaluate_runs(
 ) -> list[dict]:
     """Metrics of each run in `state` (one per config: a single state, or K stacked ones)."""
     probs = predict_runs(eval_step, state, split, configs, sharding, desc)
+    return metrics_of_runs(probs, split.labels, configs, num_classes, bootstrap)
+
+
+def metrics_of_runs(probs, labels, configs, num_classes, bootstrap=0) -> list[dict]:
+    """classification_metrics of each run's probabilities (K, N, classes)."""
     return [
         classification_metrics(
-            split.labels,
+            labels,
             p,
             num_classes,
             config.eval.positive_class,

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from medjax.errors import Interrupted, TrainingError
 from medjax.report import run_card, timing
 from medjax.train import consistency
-from medjax.train.evaluate import evaluate_runs
+from medjax.train.evaluate import evaluate_runs, metrics_of_runs, predict_runs
 from medjax.train.experiment import build_experiment
 from medjax.train.interrupt import deferred_signals
 from medjax.train.runs import RunGroup
@@ -152,20 +152,15 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float)
 
 
-def evaluate(exp, state, split: str, desc: str, bootstrap: int = 0) -> list[dict]:
-    return evaluate_split(exp, state, exp.data.dataset.splits[split], desc, bootstrap)
-
-
-def evaluate_split(exp, state, split, desc: str, bootstrap: int = 0) -> list[dict]:
+def evaluate(exp, state, split: str, desc: str) -> list[dict]:
     return evaluate_runs(
         exp.eval_step,
         state,
-        split,
+        exp.data.dataset.splits[split],
         exp.configs,
         exp.data.dataset.num_classes,
         exp.batch_shardings()[1],
         desc=desc,
-        bootstrap=bootstrap,
     )
 
 
@@ -177,22 +172,30 @@ def test(exp, runs: RunGroup, state) -> list[dict]:
     state = exp.for_evaluation(trained)
     metric, bootstrap = exp.config.train.select_metric, exp.config.eval.bootstrap_samples
     results = [{"selected_step": b, "selected_by": f"val_{metric}"} for b in best]
+    sharding, splits = exp.batch_shardings()[1], exp.data.dataset.splits
+    probs = {}
     for split in ("val", "test"):
-        for res, m in zip(results, evaluate(exp, state, split, split, bootstrap), strict=True):
+        probs[split] = predict_runs(
+            exp.eval_step, state, splits[split], exp.configs, sharding, split
+        )
+        metrics = metrics_of_runs(
+            probs[split], splits[split].labels, exp.configs, exp.data.dataset.num_classes, bootstrap
+        )
+        for res, m in zip(results, metrics, strict=True):
             res[split] = m
-    check_consistency(exp, trained, state, results)
+    check_consistency(exp, trained, probs["val"], results)
     return results
 
 
-def check_consistency(exp, trained, evaluated, results: list[dict]) -> None:
+def check_consistency(exp, trained, val_probs, results: list[dict]) -> None:
     """Each run's results gain "warnings" (printed too): a gap between the model as evaluated
-    and as trained (consistency.as_trained; eval.gap_check; "val_augmented" and
+    (`val_probs`) and as trained (consistency.as_trained; eval.gap_check; "val_augmented" and
     "train_eval_gap" record it), and a shifted decision rule on validation or test."""
     cfg = exp.config.eval
     for res in results:
         res["warnings"] = []
     if cfg.gap_check and exp.augment_fn is not None:
-        for res, gap in zip(results, consistency.gaps(exp, trained, evaluated), strict=True):
+        for res, gap in zip(results, consistency.gaps(exp, trained, val_probs), strict=True):
             res["val_augmented"], res["train_eval_gap"], found = gap
             res["warnings"] += found
     for res in results:
