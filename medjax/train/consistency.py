@@ -24,17 +24,22 @@ from medjax.train.evaluate import predict_runs
 COMPARED = ("accuracy", "balanced_accuracy", "auc")
 
 
-def augment(images: np.ndarray, indices, augment_fn, seed: int, chunk: int = 256) -> np.ndarray:
-    """`images` through the training augmentation, image k with a key fixed by (`seed`,
-    `indices[k]`): the same draws every time the check runs."""
+def augmenter(augment_fn, seed: int, chunk: int = 256):
+    """(images, indices) -> `images` through the training augmentation, image k with a key
+    fixed by (`seed`, `indices[k]`): the same draws every time the check runs. Compiled once,
+    reused for every batch."""
     batched = jax.jit(jax.vmap(augment_fn))
     base = jax.random.fold_in(jax.random.key(seed), 7)
     keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
-    out = [
-        np.asarray(batched(keys(np.asarray(indices[s : s + chunk])), images[s : s + chunk]))
-        for s in range(0, len(images), chunk)
-    ]
-    return np.concatenate(out)
+
+    def augment(images: np.ndarray, indices) -> np.ndarray:
+        out = [
+            np.asarray(batched(keys(np.asarray(indices[s : s + chunk])), images[s : s + chunk]))
+            for s in range(0, len(images), chunk)
+        ]
+        return np.concatenate(out)
+
+    return augment
 
 
 def as_trained(exp, trained):
@@ -47,12 +52,11 @@ def as_trained(exp, trained):
         exp.data.dataset.splits["train"],
         exp.data.dataset.splits["val"],
     )
-    images = augment(val.images, np.arange(len(val)), exp.augment_fn, seed)
+    augment = augmenter(exp.augment_fn, seed)
+    images = augment(val.images, np.arange(len(val)))
     state = trained
     if exp.precise_bn:
-        state = exp.precise_bn(
-            trained, lambda idx: augment(train.images[idx], idx, exp.augment_fn, seed)
-        )
+        state = exp.precise_bn(trained, lambda idx: augment(train.images[idx], idx))
     return dataclasses.replace(val, images=images), state
 
 
