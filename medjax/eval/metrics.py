@@ -87,12 +87,13 @@ def _bootstrap(labels, probs, preds, num_classes, positive, samples, seed):
     idx = rng.integers(0, len(labels), (samples, len(labels)))
     acc = (preds[idx] == labels[idx]).mean(1)
     aucs = _auc_rows(labels[idx], probs[idx], num_classes, positive)
-    aucs = aucs[np.isfinite(aucs)]
+    return {"accuracy": _interval(acc), "auc": _interval(aucs), "samples": samples}
 
-    def interval(x):
-        return [float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))] if len(x) else None
 
-    return {"accuracy": interval(acc), "auc": interval(aucs), "samples": samples}
+def _interval(x):
+    """The 95% percentile interval of the finite values in `x`; None when there are none."""
+    x = x[np.isfinite(x)]
+    return [float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))] if len(x) else None
 
 
 def _balanced_accuracy_rows(labels, preds, num_classes):
@@ -125,9 +126,4 @@ def paired_difference_ci(
         }
 
     ma, mb = per_metric(a), per_metric(b)
-    out = {}
-    for k in ma:
-        d = mb[k] - ma[k]
-        d = d[np.isfinite(d)]
-        out[k] = [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] if len(d) else None
-    return out
+    return {k: _interval(mb[k] - ma[k]) for k in ma}

@@ -60,17 +60,16 @@ def as_trained(exp, trained):
     return dataclasses.replace(val, images=images), state
 
 
-def gaps(exp, trained, plain) -> list[tuple]:
+def gaps(exp, trained, plain, plain_metrics) -> list[tuple]:
     """(val_augmented metrics, gap with paired intervals, warnings) of each run, given its
-    validation probabilities as evaluated (`plain`, (K, N, classes))."""
+    validation probabilities and metrics as evaluated (`plain`, (K, N, classes))."""
     val = exp.data.dataset.splits["val"]
     augmented, state = as_trained(exp, trained)
     sharding, num_classes = exp.batch_shardings()[1], exp.data.dataset.num_classes
     aug = predict_runs(exp.eval_step, state, augmented, exp.configs, sharding, "val, augmented")
     out = []
-    for config, p, a in zip(exp.configs, plain, aug, strict=True):
+    for config, p, a, plain_m in zip(exp.configs, plain, aug, plain_metrics, strict=True):
         positive, e = config.eval.positive_class, config.eval
-        plain_m = classification_metrics(val.labels, p, num_classes, positive, bootstrap=0)
         aug_m = classification_metrics(val.labels, a, num_classes, positive, bootstrap=0)
         ci95 = e.bootstrap_samples and paired_difference_ci(
             val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed

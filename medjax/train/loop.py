@@ -195,7 +195,11 @@ def check_consistency(exp, trained, val_probs, results: list[dict]) -> None:
     for res in results:
         res["warnings"] = []
     if cfg.gap_check and exp.augment_fn is not None:
-        for res, gap in zip(results, consistency.gaps(exp, trained, val_probs), strict=True):
+        for res, gap in zip(
+            results,
+            consistency.gaps(exp, trained, val_probs, [r["val"] for r in results]),
+            strict=True,
+        ):
             res["val_augmented"], res["train_eval_gap"], found = gap
             res["warnings"] += found
     for res in results:
