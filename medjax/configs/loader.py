@@ -95,3 +95,27 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
             node = node[p]
         with config.unlocked():
             node[leaf] = _convert(key, raw, valid[key])
+
+
+def config_from_plain(plain: dict) -> ml_collections.ConfigDict:
+    """A run's config.json back as a locked ConfigDict over today's defaults: lists become the
+    tuples the defaults hold, and keys this medjax no longer has are kept as they were."""
+    from medjax.configs.base import get_base_config
+
+    def merge(node, values):
+        for key, value in values.items():
+            current = node.get(key) if key in node else None
+            if isinstance(current, ml_collections.ConfigDict) and isinstance(value, dict):
+                merge(current, value)
+            elif isinstance(current, tuple) and isinstance(value, list):
+                node[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+            elif key in node:
+                node[key] = value
+            else:
+                with node.unlocked():
+                    node[key] = value
+
+    config = get_base_config()
+    merge(config, plain)
+    config.lock()
+    return config

@@ -124,6 +124,28 @@ class Preprocess:
             fns.append(op)
         return _chain(fns), stats
 
+    def bind(self, stats: dict):
+        """The pure function with statistics an earlier `fit` returned (as recorded in a run's
+        data_summary.json) bound in: new images preprocessed exactly as the training split
+        was, without its images."""
+        fns = []
+        for i, op in enumerate(self.ops):
+            if isinstance(op, Fitted):
+                key = f"{i}:{self.specs[i]}"
+                if key not in stats:
+                    raise ConfigError(
+                        f"preprocessing op {self.specs[i]!r} has no fitted statistics in the "
+                        f"run's record (found: {', '.join(stats) or 'none'})"
+                    )
+                params = jax.tree.map(
+                    lambda x: np.asarray(x, np.float32),
+                    stats[key],
+                    is_leaf=lambda x: isinstance(x, list),
+                )
+                op = (lambda o, p: lambda image: o.apply(p, image))(op, params)
+            fns.append(op)
+        return _chain(fns)
+
 
 def build_preprocess(specs) -> Preprocess:
     """The whole preprocessing list, parsed and checked (see `Preprocess`)."""

@@ -170,6 +170,7 @@ def test(exp, runs: RunGroup, state) -> list[dict]:
     evaluated here and nowhere else."""
     trained, best = runs.best_states(state)
     state = exp.for_evaluation(trained)
+    runs.save_inference(state)  # what predict, explain and export use (medjax.inference)
     metric, bootstrap = exp.config.train.select_metric, exp.config.eval.bootstrap_samples
     results = [{"selected_step": b, "selected_by": f"val_{metric}"} for b in best]
     sharding, splits = exp.batch_shardings()[1], exp.data.dataset.splits

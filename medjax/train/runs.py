@@ -16,10 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.data import imbalance
+from medjax.inference import files as inference_files
 from medjax.report import timing
 from medjax.train import sharding
 from medjax.train import workdir as wd
 from medjax.train.checkpoint import Checkpoints
+from medjax.train.steps import evaluated_variables
 
 METRICS = "metrics.jsonl"
 
@@ -216,6 +218,12 @@ class RunGroup:
         if jax.process_index() == 0:
             for run, obj in zip(self.runs, objects, strict=True):
                 wd.write_json(run.path(name), obj)
+
+    def save_inference(self, state) -> None:
+        """Each run's evaluated variables in its workdir (medjax.inference.files)."""
+        if jax.process_index() == 0:
+            for run, s in zip(self.runs, self.split(state), strict=True):
+                inference_files.save_variables(run.workdir, evaluated_variables(s))
 
     def record_time(self, clock: timing.ProcessClock) -> None:
         if jax.process_index() == 0:

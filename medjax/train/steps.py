@@ -143,6 +143,11 @@ def make_train_step(
     return train_step
 
 
+def evaluated_variables(state: TrainState) -> dict:
+    """The variables a state is evaluated with: the EMA weights when kept."""
+    return state.ema or {"params": state.params, "batch_stats": state.batch_stats}
+
+
 def make_eval_step(model, flip_tta: bool = False):
     """(state, images) -> class probabilities in float32, from the EMA weights when kept, and
     averaged with those of the left-right mirrored images when `flip_tta`."""
@@ -152,7 +157,7 @@ def make_eval_step(model, flip_tta: bool = False):
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
     def eval_step(state: TrainState, images):
-        variables = state.ema or {"params": state.params, "batch_stats": state.batch_stats}
+        variables = evaluated_variables(state)
         p = probs(variables, images)
         if flip_tta:
             p = (p + probs(variables, jnp.flip(images, -2))) / 2

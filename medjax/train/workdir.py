@@ -25,6 +25,7 @@ OUTPUTS = (
     "data_summary.json",
     "timing.json",
     "checkpoints",
+    "inference",
 )
 LOCK = ".medjax.lock"
 

@@ -1,0 +1,143 @@
+"""A finished run, loaded for use: `load_run(workdir)`.
+
+Everything after training (explaining, external evaluation, prediction, export, the report)
+starts here, from the run's own files: config.json, data_summary.json (class names and the
+preprocessing statistics fitted on its training split), results.json and the variables its test
+evaluated (medjax.inference.files). No training data is read.
+"""
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medjax.configs import config_from_plain
+from medjax.data.pipeline import eval_batches
+from medjax.data.source import Split
+from medjax.errors import WorkdirError
+from medjax.inference import files
+from medjax.models import build_model
+from medjax.ops import build_preprocess
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    workdir: str
+    config: object  # the run's locked ConfigDict
+    model: object  # the Flax module, as trained
+    variables: dict  # {"params", "batch_stats"} as the test evaluated them
+    class_names: list
+    image_shape: tuple  # one preprocessed input: (H, W, C) or (D, H, W, C)
+    preprocess: object  # raw image -> model input, with the training split's statistics bound
+    results: dict  # results.json
+    data_summary: dict  # data_summary.json
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature fitted on validation, when the run fitted one."""
+        return (self.results.get("calibration") or {}).get("temperature")
+
+    def logits_fn(self):
+        """Pure (variables, images) -> logits in float32, for jit, grad and export."""
+        model = self.model
+
+        def logits(variables, images):
+            return model.apply(variables, images, train=False).astype(jnp.float32)
+
+        return logits
+
+    def probs_fn(self, flip_tta: bool | None = None, temperature: float | None = None):
+        """Pure (variables, images) -> class probabilities as the run's test computed them
+        (flip TTA when its config used it), with logits divided by `temperature` if given."""
+        logits = self.logits_fn()
+        tta = self.config.eval.flip_tta if flip_tta is None else flip_tta
+        t = 1.0 if temperature is None else float(temperature)
+
+        def probs(variables, images):
+            p = jax.nn.softmax(logits(variables, images) / t, axis=-1)
+            if tta:
+                p = (p + jax.nn.softmax(logits(variables, jnp.flip(images, -2)) / t, -1)) / 2
+            return p
+
+        return probs
+
+    def predict(self, images: np.ndarray, flip_tta=None, temperature=None, batch_size=None):
+        """Class probabilities (N, classes) of preprocessed `images`, in fixed-size batches
+        (one compilation for any N)."""
+        fn = jax.jit(self.probs_fn(flip_tta, temperature))
+        batch_size = batch_size or self.config.eval.batch_size
+        split = Split(np.asarray(images, np.float32), np.zeros(len(images), np.int32))
+        out = [
+            np.asarray(fn(self.variables, x))[mask]
+            for x, _, mask in eval_batches(split, batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+
+    def preprocess_images(self, raw: np.ndarray) -> np.ndarray:
+        """Raw images (N, ...) decoded as the run's source decodes them -> model inputs."""
+        batched = jax.jit(jax.vmap(self.preprocess))
+        return (
+            np.concatenate([np.asarray(batched(raw[i : i + 256])) for i in range(0, len(raw), 256)])
+            if len(raw)
+            else np.zeros((0, *self.image_shape), np.float32)
+        )
+
+
+def _read_json(workdir: str, name: str) -> dict:
+    path = os.path.join(workdir, name)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise WorkdirError(
+            f"{workdir} has no finished run: {name} is missing. Train one with "
+            f"`python -m medjax.run --config experiments/NAME.py --workdir {workdir}` (a run "
+            f"that was stopped resumes with the same command)"
+        ) from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise WorkdirError(f"{path} cannot be read ({e}); it is not a file medjax wrote") from None
+
+
+def load_run(workdir: str) -> TrainedRun:
+    """The finished run in `workdir`; one WorkdirError naming what is missing otherwise. A run
+    finished by an older medjax, without inference files, is re-tested once to write them."""
+    if not os.path.isdir(workdir):
+        raise WorkdirError(f"--workdir {workdir} does not exist; pass the folder a run trained in")
+    results = _read_json(workdir, "results.json")
+    config = config_from_plain(_read_json(workdir, "config.json"))
+    summary = _read_json(workdir, "data_summary.json")
+    if not files.has_variables(workdir):
+        _write_missing_variables(config, workdir)
+    card = _read_json(workdir, "run_card.json")
+    image_shape = tuple(card["data"]["image_shape"])
+    class_names = list(summary["class_names"])
+    model = build_model(config.model, len(class_names), image_shape[0])
+    preprocess = build_preprocess(config.data.preprocess).bind(summary.get("fitted_on_train", {}))
+    return TrainedRun(
+        workdir=workdir,
+        config=config,
+        model=model,
+        variables=files.read_variables(workdir),
+        class_names=class_names,
+        image_shape=image_shape,
+        preprocess=preprocess,
+        results=results,
+        data_summary=summary,
+    )
+
+
+def _write_missing_variables(config, workdir: str) -> None:
+    from medjax.train.loop import train_and_evaluate
+
+    print(
+        f"{workdir} was finished by a medjax that kept no inference files: re-testing its best "
+        f"checkpoint once to write them (its results are recomputed, not changed)"
+    )
+    train_and_evaluate(config, workdir)
