@@ -7,6 +7,7 @@ from medjax.data import (  # noqa: F401  (registers the sources)
     medmnist,
     nifti,
     phantom,
+    phantom_volume,
     tfds_source,
 )
 from medjax.data.loading import load_dataset

@@ -78,7 +78,7 @@ def key_inputs(cfg) -> dict:
     fields = {
         k: _plain(v)
         for k, v in sorted(cfg.items())
-        if k not in LATER_KEYS and (cfg.source == "phantom" or k not in PHANTOM_KEYS)
+        if k not in LATER_KEYS and (cfg.source in ("phantom", "phantom3d") or k not in PHANTOM_KEYS)
     }
     if fields.get("path"):
         fields["path"] = os.path.abspath(fields["path"])
