@@ -93,7 +93,7 @@ def match_classes(labels, external_names, run_names, class_map: dict) -> np.ndar
             f"{'; '.join(p for p in problems if p)}. External classes: {list(external_names)}; "
             f"the run's classes: {list(run_names)}. Map each external class to one of the "
             f"run's with --class-map EXTERNAL=RUN,... (e.g. --class-map "
-            f"{external_names[0]}={run_names[0]})"
+            f"{(missing or list(external_names))[0]}={run_names[0]})"
         )
     lookup = np.array([run_names.index(m) for m in mapped], np.int32)
     return lookup[np.asarray(labels)]
