@@ -64,6 +64,7 @@ def main(argv):
     class_map = parse_class_map(args.class_map)
     from medjax.eval import external, plots  # after the argument errors: JAX import is slow
     from medjax.inference import load_run
+    from medjax.train.consistency import decision_rule
     from medjax.train.workdir import write_json
 
     run = load_run(args.workdir)
@@ -84,6 +85,11 @@ def main(argv):
         },
         **external.evaluate(run, labels, probs),
     }
+    results["warnings"] = decision_rule(
+        results["uncalibrated"], "external", run.config.eval.decision_margin
+    )
+    for warning in results["warnings"]:
+        print(f"warning: {warning}")
     os.makedirs(os.path.join(out, "plots"), exist_ok=True)
     write_json(os.path.join(out, "results.json"), results)
     _plot(plots, os.path.join(out, "plots"), run, labels, probs, results)

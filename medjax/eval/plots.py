@@ -133,7 +133,7 @@ def reliability(folder, before: dict, after: dict | None, ece_before, ece_after=
             ylabel="accuracy",
             title=f"{title}\nECE {ece:.3f}",
         )
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
     return _save(fig, folder, "reliability.png")
 
 
