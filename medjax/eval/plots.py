@@ -137,7 +137,7 @@ def reliability(folder, before: dict, after: dict | None, ece_before, ece_after=
     return _save(fig, folder, "reliability.png")
 
 
-def learning_curves(folder, rows: list[dict], select_metric: str = "auc") -> str | None:
+def learning_curves(folder, rows: list[dict], select_metric="auc", selected=None) -> str | None:
     train = [r for r in rows if "split" not in r and "loss" in r]
     val = [r for r in rows if r.get("split") == "val"]
     if not train and not val:
@@ -152,6 +152,8 @@ def learning_curves(folder, rows: list[dict], select_metric: str = "auc") -> str
         if points:
             steps, values = np.array(points).T
             val_ax.plot(steps, values, marker="o", ms=3, label=f"val {name}")
+    if selected:
+        val_ax.axvline(selected, color="grey", ls="--", lw=0.8, label=f"tested (step {selected})")
     val_ax.set(xlabel="step", ylabel="metric", title="validation")
     for ax in (loss_ax, val_ax):
         ax.legend(fontsize=8)

@@ -55,5 +55,7 @@ def plot_run(workdir, results, labels, probs, class_names, config, metric_rows) 
     paths = plots.write_evaluation_plots(
         folder, labels, probs, class_names, positive, results["test"], plot_extras(results, "test")
     )
-    curves = plots.learning_curves(folder, metric_rows, config.train.select_metric)
+    curves = plots.learning_curves(
+        folder, metric_rows, config.train.select_metric, results.get("selected_step")
+    )
     return paths + ([curves] if curves else [])
