@@ -70,7 +70,7 @@ def test_bootstrap_values_are_sklearns_on_every_resample(num_classes, n):
     probs = _probs(rng, labels, num_classes)
     idx = rng.integers(0, n, (100, n))
     rows, preds = labels[idx], probs.argmax(1)[idx]
-    ap = resample.one_vs_rest_rows(resample.binary_ap_rows, rows, probs[idx], num_classes, 1)
+    ap = resample.one_vs_rest_rows(rows, probs[idx], num_classes, 1)[1]
     decided = resample.decision_rows(rows, preds, num_classes, 1)
     for i, take in enumerate(idx):
         y, p = labels[take], probs[take]

@@ -119,12 +119,11 @@ def _bootstrap(labels, probs, num_classes, positive, samples, seed, ece_bins):
     idx = resample_indices(len(labels), samples, seed)
     rows = labels[idx]
     conf, correct = calibration.top_class(labels, probs)
+    auc, pr_auc = resample.one_vs_rest_rows(rows, probs[idx], num_classes, positive)
     values = {
         **resample.decision_rows(rows, probs.argmax(-1)[idx], num_classes, positive),
-        "auc": resample.auc_rows(rows, probs[idx], num_classes, positive),
-        "pr_auc": resample.one_vs_rest_rows(
-            resample.binary_ap_rows, rows, probs[idx], num_classes, positive
-        ),
+        "auc": auc,
+        "pr_auc": pr_auc,
         "nll": resample.mean_rows(calibration.nll_terms(labels, probs), idx),
         "brier": resample.mean_rows(calibration.brier_terms(labels, probs, positive), idx),
         "ece": resample.ece_rows(

@@ -7,7 +7,6 @@ more than a small model's evaluation; these take a fraction of a second together
 """
 
 import numpy as np
-from scipy import stats
 
 
 def interval(x):
@@ -16,47 +15,60 @@ def interval(x):
     return [float(np.percentile(x, 2.5)), float(np.percentile(x, 97.5))] if len(x) else None
 
 
-def binary_auc_rows(is_positive, scores):
-    """ROC AUC of each row, as the Mann-Whitney U statistic with average ranks for ties (what
-    roc_auc_score computes from the ROC curve); NaN for a row without both classes."""
-    ranks = stats.rankdata(scores, axis=1)
-    n_pos = is_positive.sum(1)
-    n_neg = is_positive.shape[1] - n_pos
-    u = (ranks * is_positive).sum(1) - n_pos * (n_pos + 1) / 2
+def ranking_rows(is_positive, scores):
+    """(ROC AUC, average precision) of each row from one sort of its scores.
+
+    AUC: the Mann-Whitney U statistic with average ranks for ties (what roc_auc_score computes
+    from the ROC curve); NaN for a row without both classes. Average precision
+    (average_precision_score): the sum over the distinct score thresholds of the recall gained
+    there times the precision there; NaN for a row without positives."""
+    order = np.argsort(scores, axis=1, kind="stable")
+    s = np.take_along_axis(scores, order, 1)
+    pos = np.take_along_axis(is_positive, order, 1)
+    n = s.shape[1]
+    j = np.broadcast_to(np.arange(n), s.shape)
+    new_run = np.ones(s.shape, bool)
+    new_run[:, 1:] = s[:, 1:] != s[:, :-1]
+    run_end = np.ones(s.shape, bool)
+    run_end[:, :-1] = new_run[:, 1:]
+    first = np.maximum.accumulate(np.where(new_run, j, 0), axis=1)
+    last = np.minimum.accumulate(np.where(run_end, j, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    n_pos = pos.sum(1)
+    n_neg = n - n_pos
+    u = (((first + last) / 2 + 1) * pos).sum(1) - n_pos * (n_pos + 1) / 2
+    # Average precision walks the scores downwards: a tied run counts once, at its lowest
+    # position (`first` ascending); tp there is the positives at or above it.
+    above = n_pos[:, None] - np.cumsum(pos, axis=1) + pos  # positives in positions >= j
+    tp_run = np.take_along_axis(above, first, 1)  # positives scoring >= this run's score
+    tp_next = np.where(run_end, np.roll(above, -1, axis=1), 0)
+    tp_next[:, -1] = 0
+    gain = np.where(run_end, tp_run - tp_next, 0)
+    precision = tp_run / (n - first)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+        auc = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+        ap = np.where(n_pos > 0, (gain * precision).sum(1) / n_pos, np.nan)
+    return auc, ap
+
+
+def binary_auc_rows(is_positive, scores):
+    return ranking_rows(is_positive, scores)[0]
 
 
 def binary_ap_rows(is_positive, scores):
-    """Average precision of each row (average_precision_score: sum over the distinct score
-    thresholds of the recall gained there times the precision there); NaN without positives."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    s = np.take_along_axis(scores, order, 1)
-    pos = np.take_along_axis(is_positive, order, 1)
-    tp = np.cumsum(pos, axis=1)
-    # Tied scores form one threshold: only the last position of each run of ties counts.
-    end = np.ones_like(pos, dtype=bool)
-    end[:, :-1] = s[:, :-1] != s[:, 1:]
-    tp_at_ends = np.where(end, tp, 0)
-    before = np.zeros_like(tp)
-    before[:, 1:] = np.maximum.accumulate(tp_at_ends, axis=1)[:, :-1]
-    precision = tp / np.arange(1, tp.shape[1] + 1)
-    n_pos = tp[:, -1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (end * (tp - before) * precision).sum(1) / n_pos
-    return np.where(n_pos > 0, ap, np.nan)
+    return ranking_rows(is_positive, scores)[1]
 
 
-def one_vs_rest_rows(fn, labels, probs, num_classes, positive):
-    """fn (binary_auc_rows or binary_ap_rows) of the positive class for two classes, else its
-    macro average over classes one-vs-rest (NaN where a class is absent, as the point value)."""
+def one_vs_rest_rows(labels, probs, num_classes, positive):
+    """(ROC AUC, PR AUC) rows of the positive class for two classes, else their macro
+    averages over classes one-vs-rest (NaN where a class is absent, as the point values)."""
     if num_classes == 2:
-        return fn(labels == positive, probs[..., positive])
-    return np.mean([fn(labels == c, probs[..., c]) for c in range(num_classes)], axis=0)
+        return ranking_rows(labels == positive, probs[..., positive])
+    both = [ranking_rows(labels == c, probs[..., c]) for c in range(num_classes)]
+    return tuple(np.mean([b[i] for b in both], axis=0) for i in (0, 1))
 
 
 def auc_rows(labels, probs, num_classes, positive):
-    return one_vs_rest_rows(binary_auc_rows, labels, probs, num_classes, positive)
+    return one_vs_rest_rows(labels, probs, num_classes, positive)[0]
 
 
 def balanced_accuracy_rows(labels, preds, num_classes):
