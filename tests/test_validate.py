@@ -56,6 +56,9 @@ BAD = {
     "eval.decision_margin": -0.1,
     "eval.batch_size": 0,
     "eval.bootstrap_samples": -1,
+    "eval.ece_bins": 1,
+    "eval.operating_point": "max_f1",
+    "eval.target_sensitivity": 0.0,
 }
 
 

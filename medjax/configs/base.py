@@ -149,6 +149,17 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval.gap_check = True
     c.eval.gap_margin = 0.03
     c.eval.decision_margin = 0.15
+    # Expected calibration error of the top-class confidence: equal-width bins over [0, 1]
+    c.eval.ece_bins = 15
+    # Binary tasks: a threshold on the positive class's (uncalibrated) probability, chosen on
+    # validation only and reported beside the argmax (results.json "operating_point"): youden
+    # (max sensitivity + specificity - 1) or sensitivity (the highest threshold whose
+    # validation sensitivity reaches target_sensitivity)
+    c.eval.operating_point = "youden"
+    c.eval.target_sensitivity = 0.9
+    # Temperature scaling fitted on validation (results.json "calibration"; medjax.inference
+    # and medjax.evaluate apply it)
+    c.eval.calibrate = True
     return c
 
 

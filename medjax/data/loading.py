@@ -22,7 +22,13 @@ def subsample(split: Split, max_examples: int, seed: int) -> Split:
 
 def load_dataset(data_config) -> Dataset:
     """Build the configured source, make the splits it lacks, then apply the size limits."""
-    dataset = splits.assign(SOURCES.get(data_config.source)(data_config), data_config)
+    return complete_splits(SOURCES.get(data_config.source)(data_config), data_config)
+
+
+def complete_splits(source_dataset: Dataset, data_config) -> Dataset:
+    """load_dataset's work after the source: the missing splits made, the size limits applied,
+    each split checked non-empty."""
+    dataset = splits.assign(source_dataset, data_config)
     if data_config.max_examples_per_split:
         dataset.splits = {
             name: subsample(s, data_config.max_examples_per_split, i)

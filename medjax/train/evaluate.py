@@ -59,6 +59,7 @@ def metrics_of_runs(probs, labels, configs, num_classes, bootstrap=0) -> list[di
             config.eval.positive_class,
             bootstrap=bootstrap,
             seed=config.seed,
+            ece_bins=config.eval.ece_bins,
         )
         for config, p in zip(configs, probs, strict=True)
     ]

@@ -14,8 +14,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medjax.errors import Interrupted, TrainingError
+from medjax.eval import post_hoc
 from medjax.report import run_card, timing
 from medjax.train import consistency
+from medjax.train import workdir as wd
 from medjax.train.evaluate import evaluate_runs, metrics_of_runs, predict_runs
 from medjax.train.experiment import build_experiment
 from medjax.train.interrupt import deferred_signals
@@ -45,8 +47,9 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, hooks=()) -> lis
         if start:
             print(f"resuming {', '.join(workdirs)} from step {start}")
         state = train(exp, runs, state, start, clock, hooks)
-        results = test(exp, runs, state)
+        results, probs = test(exp, runs, state)
         runs.write("results.json", results)
+        write_plots(exp, runs, results, probs)
         runs.record_time(clock)
         params = sum(x.size for x in jax.tree.leaves(state.params)) // len(runs.runs)
         runs.write("run_card.json", [card(exp, r, params, start, clock) for r in runs.runs])
@@ -164,10 +167,12 @@ def evaluate(exp, state, split: str, desc: str) -> list[dict]:
     )
 
 
-def test(exp, runs: RunGroup, state) -> list[dict]:
+def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
     """Validation and test metrics, with bootstrap intervals, of the checkpoint each run's
-    validation chose, and the checks that it is evaluated as it was trained; the test split is
-    evaluated here and nowhere else."""
+    validation chose, the checks that it is evaluated as it was trained, and the operating
+    point and temperature fitted on validation (medjax.eval.post_hoc); the test split is
+    evaluated here and nowhere else. Returns (the runs' results, their probabilities (K, N,
+    classes) by split)."""
     trained, best = runs.best_states(state)
     state = exp.for_evaluation(trained)
     runs.save_inference(state)  # what predict, explain and export use (medjax.inference)
@@ -185,7 +190,21 @@ def test(exp, runs: RunGroup, state) -> list[dict]:
         for res, m in zip(results, metrics, strict=True):
             res[split] = m
     check_consistency(exp, trained, probs["val"], results)
-    return results
+    labels = {split: splits[split].labels for split in probs}
+    for k, (res, config) in enumerate(zip(results, exp.configs, strict=True)):
+        mine = {split: p[k] for split, p in probs.items()}
+        res.update(post_hoc.fit_and_report(labels, mine, config, exp.data.dataset.num_classes))
+    return results, probs
+
+
+def write_plots(exp, runs: RunGroup, results: list[dict], probs: dict) -> None:
+    """Each run's WORKDIR/plots/ (medjax.eval.post_hoc.plot_run), after its results.json."""
+    if jax.process_index():
+        return
+    labels, names = exp.data.dataset.splits["test"].labels, exp.data.dataset.class_names
+    for k, (run, res) in enumerate(zip(runs.runs, results, strict=True)):
+        rows = wd.read_jsonl(run.path("metrics.jsonl"))
+        post_hoc.plot_run(run.workdir, res, labels, probs["test"][k], names, run.config, rows)
 
 
 def check_consistency(exp, trained, val_probs, results: list[dict]) -> None:

@@ -17,6 +17,7 @@ from medjax.data.dicom import parse_window
 from medjax.data.files import ON_ERROR
 from medjax.data.values import RANGE_CHECKS
 from medjax.errors import ConfigError
+from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
@@ -39,6 +40,10 @@ def _at_least(low):
 
 def _fraction(value):  # [0, 1)
     return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def _open_fraction(value):  # (0, 1]
+    return None if 0 < value <= 1 else "must be in (0, 1]"
 
 
 def _one_of(*names):
@@ -86,6 +91,9 @@ RULES = {
     "eval.decision_margin": _at_least(0),
     "eval.batch_size": _positive,
     "eval.bootstrap_samples": _at_least(0),
+    "eval.ece_bins": (_at_least(2), "15 is usual"),
+    "eval.operating_point": _one_of(*OPERATING_POINTS),
+    "eval.target_sensitivity": (_open_fraction, "the validation sensitivity to reach, e.g. 0.9"),
 }
 
 

@@ -26,6 +26,7 @@ OUTPUTS = (
     "timing.json",
     "checkpoints",
     "inference",
+    "plots",
 )
 LOCK = ".medjax.lock"
 
