@@ -20,14 +20,20 @@ def subsample(split: Split, max_examples: int, seed: int) -> Split:
     return Split(split.images[keep], split.labels[keep], groups)
 
 
-def load_dataset(data_config) -> Dataset:
-    """Build the configured source, make the splits it lacks, then apply the size limits."""
-    dataset = splits.assign(SOURCES.get(data_config.source)(data_config), data_config)
+def limit(dataset: Dataset, data_config) -> Dataset:
+    """`config.data.max_examples_per_split` applied to each split (seeded by its position)."""
     if data_config.max_examples_per_split:
         dataset.splits = {
             name: subsample(s, data_config.max_examples_per_split, i)
             for i, (name, s) in enumerate(dataset.splits.items())
         }
+    return dataset
+
+
+def load_dataset(data_config) -> Dataset:
+    """Build the configured source, make the splits it lacks, then apply the size limits."""
+    dataset = splits.assign(SOURCES.get(data_config.source)(data_config), data_config)
+    dataset = limit(dataset, data_config)
     for name in SPLITS:
         if name not in dataset.splits or len(dataset.splits[name]) == 0:
             sizes = ", ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
