@@ -97,11 +97,12 @@ def _check_keys(path, items, valid):
             )
 
 
-def load_sweep(spec: str, overrides=()) -> Sweep:
+def load_sweep(spec: str, overrides=(), folds: int = 0) -> Sweep:
     """Expand and check every run of the sweep in `spec`; nothing is trained or written.
 
     Any bad run fails here, before the first run starts: an unknown key, a value of the
-    wrong type, a name no registry knows, two runs with the same name.
+    wrong type, a name no registry knows, two runs with the same name. `folds` > 0 runs each
+    once per fold of a k-fold cross-validation (medjax.sweep.folds).
     """
     from medjax.train.validate import validate  # imports JAX: after the cheap checks
 
@@ -113,6 +114,10 @@ def load_sweep(spec: str, overrides=()) -> Sweep:
         )
     overrides = list(overrides)
     items = list(module.sweep(arg) or ())
+    if folds:
+        from medjax.sweep.folds import with_folds  # imports JAX: only for cross-validation
+
+        items = with_folds(items, folds, path)
     if not items:
         raise ConfigError(f"sweep() in {path} gave no runs")
     runs, seen = [], {}

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from medjax.errors import Interrupted, TrainingError
 from medjax.report import run_card, timing
-from medjax.train import consistency
+from medjax.train import consistency, predictions
 from medjax.train.evaluate import evaluate_runs, metrics_of_runs, predict_runs
 from medjax.train.experiment import build_experiment
 from medjax.train.interrupt import deferred_signals
@@ -184,6 +184,7 @@ def test(exp, runs: RunGroup, state) -> list[dict]:
         )
         for res, m in zip(results, metrics, strict=True):
             res[split] = m
+    predictions.save_split(runs, "val", probs["val"], splits["val"].labels)  # k-fold pooling
     check_consistency(exp, trained, probs["val"], results)
     return results
 
