@@ -14,6 +14,8 @@ from medjax.sweep.__main__ import main
 from medjax.sweep.runner import run_dir
 from medjax.train import predictions
 
+from .conftest import ROOT
+
 # One setting of runs of a second or two: phantom data, a 2-stage CNN of 4 and 8 channels.
 SWEEP_FILE = textwrap.dedent(
     """
@@ -57,6 +59,14 @@ def test_folds_expand_every_run_once_per_fold(sweep_file):
     ]
     with pytest.raises(ConfigError, match="2 or more folds"):
         load_sweep(sweep_file, folds=1)
+
+
+def test_folds_cross_validate_a_plain_experiment_file():
+    spec = f"{ROOT}/experiments/phantom_cnn.py:runlocal"
+    with pytest.raises(ConfigError, match="--folds K"):
+        load_sweep(spec)
+    names = [r.name for r in load_sweep(spec, folds=2).runs]
+    assert names == ["data.num_folds=2,data.fold=0", "data.num_folds=2,data.fold=1"]
 
 
 def test_sweep_pools_the_out_of_fold_predictions(sweep_file, tmp_path):
