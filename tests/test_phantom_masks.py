@@ -72,3 +72,21 @@ def test_phantom_masks_refuse_other_sources():
     cfg.source = "medmnist"
     with pytest.raises(ConfigError, match="phantom"):
         phantom_masks(cfg)
+
+
+def test_phantom_folder_writes_masks_beside_unchanged_images(tmp_path):
+    from PIL import Image
+
+    from medjax.data import fetch
+
+    root, masks_root = tmp_path / "img", tmp_path / "masks"
+    sizes = ["--size", "16", "--classes", "3", "--train", "6", "--val", "3", "--test", "3"]
+    fetch.main(["phantom", "--dir", str(root), "--masks", str(masks_root), *sizes])
+    images, labels = generate(6, 16, 3, "mri", 1, 0, 2.5)  # train: seed 1000 * 0 + 0
+    expected = generate(6, 16, 3, "mri", 1, 0, 2.5, with_masks=True)[2]
+    for k, label in enumerate(labels):
+        name = ["no_lesion", "lesion_1", "lesion_2"][label]
+        rel = f"train/{name}/{k:05d}.png"
+        np.testing.assert_array_equal(np.asarray(Image.open(root / rel)), images[k, ..., 0])
+        np.testing.assert_array_equal(np.asarray(Image.open(masks_root / rel)) > 0, expected[k])
+    assert len(list(masks_root.rglob("*.png"))) == len(list(root.rglob("*.png"))) == 12
