@@ -26,6 +26,7 @@ OUTPUTS = (
     "timing.json",
     "checkpoints",
     "inference",
+    "predictions",  # medjax.train.predictions
 )
 LOCK = ".medjax.lock"
 
