@@ -20,6 +20,16 @@ def subsample(split: Split, max_examples: int, seed: int) -> Split:
     return Split(split.images[keep], split.labels[keep], groups)
 
 
+def limit(dataset: Dataset, data_config) -> Dataset:
+    """`config.data.max_examples_per_split` applied to each split (seeded by its position)."""
+    if data_config.max_examples_per_split:
+        dataset.splits = {
+            name: subsample(s, data_config.max_examples_per_split, i)
+            for i, (name, s) in enumerate(dataset.splits.items())
+        }
+    return dataset
+
+
 def load_dataset(data_config) -> Dataset:
     """Build the configured source, make the splits it lacks, then apply the size limits."""
     return complete_splits(SOURCES.get(data_config.source)(data_config), data_config)
@@ -28,12 +38,7 @@ def load_dataset(data_config) -> Dataset:
 def complete_splits(source_dataset: Dataset, data_config) -> Dataset:
     """load_dataset's work after the source: the missing splits made, the size limits applied,
     each split checked non-empty."""
-    dataset = splits.assign(source_dataset, data_config)
-    if data_config.max_examples_per_split:
-        dataset.splits = {
-            name: subsample(s, data_config.max_examples_per_split, i)
-            for i, (name, s) in enumerate(dataset.splits.items())
-        }
+    dataset = limit(splits.assign(source_dataset, data_config), data_config)
     for name in SPLITS:
         if name not in dataset.splits or len(dataset.splits[name]) == 0:
             sizes = ", ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())

@@ -10,6 +10,7 @@ has to learn them; nothing about the label leaks through the image statistics.
 
 import numpy as np
 
+from medjax.data import splits
 from medjax.data.source import SOURCES, Dataset, Split
 from medjax.errors import ConfigError
 
@@ -31,9 +32,12 @@ def _noise(clean: np.ndarray, modality: str, rng: np.random.Generator, level=1.0
     return np.sqrt(real**2 + imag**2)
 
 
-def generate(n, size, num_classes, modality, channels, seed, noise=1.0):
+def generate(n, size, num_classes, modality, channels, seed, noise=1.0, with_masks=False):
     """(images uint8 (n, size, size, channels), labels int32 (n,)), fully determined by seed;
-    `noise` scales the noise (harder data at > 1)."""
+    `noise` scales the noise (harder data at > 1). `with_masks` adds a third array, the
+    ground-truth lesion masks, bool (n, size, size), all false for class 0: the pixels inside
+    the lesion's half-maximum outline (for the ring, the whole disc its outer edge encloses).
+    They are computed from the same draws and take none, so the images do not change."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % num_classes).astype(np.int32)
     yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size), indexing="ij")
@@ -77,11 +81,17 @@ def generate(n, size, num_classes, modality, channels, seed, noise=1.0):
 
     noisy = _noise(np.clip(image, 0, 1), modality, rng, noise)
     pixels = (np.clip(noisy, 0, 1) * 255).round().astype(np.uint8)[..., None]
-    return np.repeat(pixels, channels, axis=-1), labels
+    images = np.repeat(pixels, channels, axis=-1)
+    if not with_masks:
+        return images, labels
+    # solid: the sigmoid's half maximum is lesion == 1; ring: exp(-20 t^2) = 1/2 at the outer
+    # edge t = sqrt(ln 2 / 20) of sqrt(lesion) - 1
+    edge = np.where(kind == 3, (1 + np.sqrt(np.log(2) / 20)) ** 2, 1.0)
+    masks = (lesion <= edge[:, None, None]) & (kind > 0)[:, None, None]
+    return images, labels, masks
 
 
-@SOURCES.register("phantom")
-def phantom(cfg) -> Dataset:
+def _check(cfg) -> None:
     if cfg.modality not in MODALITIES:
         raise ConfigError(
             f"unknown phantom modality {cfg.modality!r} in config.data.modality; "
@@ -89,15 +99,52 @@ def phantom(cfg) -> Dataset:
         )
     if cfg.num_classes < 2:
         raise ConfigError("config.data.num_classes must be at least 2 for the phantom source")
+
+
+def _splits(cfg, masks: bool) -> dict[str, Split]:
+    """The source's official splits; with `masks`, each split's images are its lesion masks
+    (n, size, size, 1), so that split assignment and subsampling move them like images."""
     sizes = {"train": cfg.num_train, "val": cfg.num_val, "test": cfg.num_test}
-    splits = {
-        name: Split(
-            *generate(
-                n, cfg.image_size, cfg.num_classes, cfg.modality, cfg.channels, seed=1000 * i + 17
-            )
+    out = {}
+    for i, (name, n) in enumerate(sizes.items()):
+        arrays = generate(
+            n,
+            cfg.image_size,
+            cfg.num_classes,
+            cfg.modality,
+            cfg.channels,
+            1000 * i + 17,
+            with_masks=masks,
         )
-        for i, (name, n) in enumerate(sizes.items())
-    }
+        out[name] = Split(arrays[2][..., None], arrays[1]) if masks else Split(*arrays)
+    return out
+
+
+def _dataset(cfg, masks: bool = False) -> Dataset:
+    _check(cfg)
     names = ["no_lesion"] + [f"lesion_{k}" for k in range(1, cfg.num_classes)]
     origin = f"phantom({cfg.modality}, {cfg.image_size}px, {cfg.num_classes} classes)"
-    return Dataset("phantom", splits, cfg.num_classes, names, cfg.modality, origin=origin)
+    return Dataset(
+        "phantom", _splits(cfg, masks), cfg.num_classes, names, cfg.modality, origin=origin
+    )
+
+
+@SOURCES.register("phantom")
+def phantom(cfg) -> Dataset:
+    return _dataset(cfg)
+
+
+def phantom_masks(cfg) -> dict[str, np.ndarray]:
+    """Ground-truth lesion masks, bool (N, H, W), of the splits `load_dataset(cfg)` gives for
+    the phantom source `cfg` (config.data), in the same order: regenerated from the same seeds
+    and passed through the same split assignment (k-fold too) and subsampling. The data cache
+    holds only images and labels; masks are cheap to regenerate, so they bypass it."""
+    from medjax.data.loading import limit  # loading imports the source registry
+
+    if cfg.source != "phantom":
+        raise ConfigError(
+            f"ground-truth masks exist only for the phantom source, not {cfg.source!r}; set "
+            f"config.data.source='phantom'"
+        )
+    dataset = limit(splits.assign(_dataset(cfg, masks=True), cfg), cfg)
+    return {name: s.images[..., 0] for name, s in dataset.splits.items()}

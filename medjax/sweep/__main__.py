@@ -2,11 +2,12 @@
 
 python -m medjax.sweep --config experiments/ablations/NAME.py[:args] --workdir DIR
     [--dry-run | --parallel N | --emit-commands | --submitit [--submitit-param KEY=VALUE ...]]
-    [--overwrite] [--config.KEY=VALUE ...]
+    [--overwrite] [--folds K] [--config.KEY=VALUE ...]
 python -m medjax.sweep --summarize DIR
 
 Each run gets DIR/runs/<its overrides>; starting the same sweep again skips finished runs and
-resumes unfinished ones. DIR/summary.md and DIR/summary.csv hold the results.
+resumes unfinished ones. DIR/summary.md and DIR/summary.csv hold the results. --folds K runs
+every setting on each fold of a K-fold cross-validation and pools them in DIR/folds.json.
 """
 
 import argparse
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun from scratch the runs whose workdir holds another config",
     )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K-fold cross-validation: each run once per fold (data.num_folds=K, data.fold), "
+        "pooled in DIR/folds.json",
+    )
     return p
 
 
@@ -99,7 +108,9 @@ def main(argv):
         raise ConfigError("pass --config experiments/ablations/NAME.py and --workdir DIR")
     if args.parallel < 0:
         raise ConfigError(f"--parallel {args.parallel}: give a number of processes >= 1")
-    sweep = load_sweep(args.config, overrides)  # every run's config checked before any starts
+    sweep = load_sweep(
+        args.config, overrides, args.folds
+    )  # every run's config checked before any starts
     workdir = args.workdir
     if args.dry_run:
         n_settings = len({r.setting for r in sweep.runs})

@@ -97,22 +97,30 @@ def _check_keys(path, items, valid):
             )
 
 
-def load_sweep(spec: str, overrides=()) -> Sweep:
+def load_sweep(spec: str, overrides=(), folds: int = 0) -> Sweep:
     """Expand and check every run of the sweep in `spec`; nothing is trained or written.
 
     Any bad run fails here, before the first run starts: an unknown key, a value of the
-    wrong type, a name no registry knows, two runs with the same name.
+    wrong type, a name no registry knows, two runs with the same name. `folds` > 0 runs each
+    once per fold of a k-fold cross-validation (medjax.sweep.folds); then a plain experiment
+    file (no sweep()) is one setting.
     """
     from medjax.train.validate import validate  # imports JAX: after the cheap checks
 
     module, path, arg = import_experiment(spec)
-    if not callable(getattr(module, "sweep", None)):
+    has_sweep = callable(getattr(module, "sweep", None))
+    if not has_sweep and not folds:
         raise ConfigError(
             f"{path} has no sweep(arg=None) function; a sweep file defines get_config and a "
-            f"sweep() returning dicts of overrides (see medjax.sweep.product)"
+            f"sweep() returning dicts of overrides (see medjax.sweep.product), or pass --folds K "
+            f"to cross-validate its one config"
         )
     overrides = list(overrides)
-    items = list(module.sweep(arg) or ())
+    items = list(module.sweep(arg) or ()) if has_sweep else [{}]  # --folds: the plain config
+    if folds:
+        from medjax.sweep.folds import with_folds  # imports JAX: only for cross-validation
+
+        items = with_folds(items, folds, path)
     if not items:
         raise ConfigError(f"sweep() in {path} gave no runs")
     runs, seen = [], {}

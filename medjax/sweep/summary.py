@@ -11,7 +11,7 @@ import math
 import os
 
 from medjax.errors import WorkdirError
-from medjax.sweep import plots, stats
+from medjax.sweep import folds, plots, stats
 from medjax.sweep.grid import PlannedRun, factors, settings
 from medjax.sweep.plots import metric_label
 from medjax.sweep.runner import FAILED, MANIFEST, run_dir, status_of
@@ -183,6 +183,7 @@ def write_summary(workdir: str) -> dict:
     counts = {s: sum(r["status"] == s for r in records) for s in ("finished", "failed")}
     counts["unfinished"] = len(records) - counts["finished"] - counts["failed"]
     lines = _markdown(manifest, records, groups, keys, metrics, best, reference, compared, images)
+    lines += folds.write(workdir, records, select)  # W/folds.json when the sweep has --folds
     with open(os.path.join(workdir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return {

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from medjax.errors import Interrupted, TrainingError
 from medjax.eval import post_hoc
 from medjax.report import run_card, timing
-from medjax.train import consistency
+from medjax.train import consistency, predictions
 from medjax.train import workdir as wd
 from medjax.train.evaluate import evaluate_runs, metrics_of_runs, predict_runs
 from medjax.train.experiment import build_experiment
@@ -189,6 +189,7 @@ def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
         )
         for res, m in zip(results, metrics, strict=True):
             res[split] = m
+    predictions.save_split(runs, "val", probs["val"], splits["val"].labels)  # k-fold pooling
     check_consistency(exp, trained, probs["val"], results)
     labels = {split: splits[split].labels for split in probs}
     for k, (res, config) in enumerate(zip(results, exp.configs, strict=True)):

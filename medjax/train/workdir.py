@@ -27,6 +27,7 @@ OUTPUTS = (
     "checkpoints",
     "inference",
     "plots",
+    "predictions",
 )
 LOCK = ".medjax.lock"
 
