@@ -26,6 +26,9 @@ OUTPUTS = (
     "timing.json",
     "checkpoints",
     "inference",
+    "tensorboard",
+    "mlflow.json",
+    "experiment.json",
 )
 LOCK = ".medjax.lock"
 
