@@ -198,3 +198,16 @@ def test_mlflow_sweep_runs_share_an_experiment_and_a_restart_replaces_the_run(
         ("test/auc", 4),
     ]
     assert store["runs"]["run2"]["status"] == "FINISHED"
+
+
+def test_log_keys_do_not_make_another_run(tmp_path):
+    from medjax.configs import as_plain
+    from medjax.errors import WorkdirError
+    from medjax.train import workdir as wd
+
+    older = as_plain(tiny_config())
+    del older["log"]  # a run from before config.log existed
+    wd.write_json(str(tmp_path / "config.json"), older)
+    assert wd.claim(str(tmp_path), tiny_config(**{"log.tensorboard": False}), overwrite=False)
+    with pytest.raises(WorkdirError, match="seed"):
+        wd.claim(str(tmp_path), tiny_config(seed=1), overwrite=False)
