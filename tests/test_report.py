@@ -161,5 +161,5 @@ def test_workdir_without_a_finished_run_fails_with_one_message_and_writes_nothin
         main_guard(main, [f"--workdir={workdir}"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no finished run" in err[0] and "medjax.run" not in err[0]
+    assert len(err) == 1 and "no finished run" in err[0]
     assert sorted(os.listdir(workdir)) == before

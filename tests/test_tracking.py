@@ -109,6 +109,14 @@ def test_resumed_run_event_files_hold_each_metrics_row_once(tmp_path):
     (image,) = [v.image for e in events for v in e.summary.value if v.tag == "plots/roc"]
     assert (image.height, image.width) == (20, 30)
     assert image.encoded_image_string.startswith(b"\x89PNG")
+    try:  # TensorBoard itself, where installed, reads the same points
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return
+    accumulator = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Scalars("train/loss")] == [2, 4, 6, 8, 10, 12]
+    assert accumulator.Tags()["images"] == ["plots/roc"]
 
 
 def test_mlflow_uri_without_mlflow_fails_before_the_run_with_the_fix(monkeypatch):
