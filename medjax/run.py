@@ -30,9 +30,12 @@ def main(argv):
         import jax
 
         jax.distributed.initialize()
+    from medjax.report.experiment import describe
     from medjax.train.loop import train_and_evaluate  # after config errors: JAX import is slow
 
-    results = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+    results = train_and_evaluate(
+        config, args.workdir, overwrite=args.overwrite, experiment=describe(args.config, overrides)
+    )
     test = results["test"]
     ci = test.get("ci95", {})
     print(

@@ -70,7 +70,7 @@ def _fake_train(fail=()):
     (adam better than sgd, seed adds a little), or raises what `fail` maps the run to."""
     calls = []
 
-    def train(config, workdir, overwrite=False, hooks=()):
+    def train(config, workdir, overwrite=False, hooks=(), experiment=None):
         name = os.path.basename(workdir)
         calls.append(name)
         wd.make(workdir)
@@ -172,9 +172,10 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
 def test_interrupted_sweep_resumes_where_it_stopped(sweep_file, tmp_path, monkeypatch):
     real, calls = loop.train_and_evaluate, []
 
-    def interrupt_second_run(config, workdir, overwrite=False, hooks=()):
+    def interrupt_second_run(config, workdir, overwrite=False, hooks=(), experiment=None):
         calls.append(os.path.basename(workdir))
-        return real(config, workdir, overwrite, [interrupt_at(3)] if len(calls) == 2 else [])
+        hooks = [interrupt_at(3)] if len(calls) == 2 else []
+        return real(config, workdir, overwrite, hooks, experiment=experiment)
 
     monkeypatch.setattr(loop, "train_and_evaluate", interrupt_second_run)
     argv = ["--config", f"{sweep_file}:runs=3", "--workdir", str(tmp_path / "w")]
@@ -198,6 +199,9 @@ def test_interrupted_sweep_resumes_where_it_stopped(sweep_file, tmp_path, monkey
     assert [r["status"] for r in _rows(tmp_path / "w/summary.csv")] == ["finished"] * 3
     manifest = json.loads((tmp_path / "w/sweep.json").read_text())
     assert len(manifest["restarted"]) == 1 and len(manifest["runs"]) == 3
+    record = json.loads((tmp_path / "w/runs" / runs[2] / "experiment.json").read_text())
+    assert record["file"] == os.path.abspath(sweep_file) and record["arg"] == "runs=3"
+    assert record["overrides"][-1] == ["seed", "0"]  # the run's own overrides, seed last
 
 
 def test_failed_runs_are_recorded_and_the_others_go_on(sweep_file, tmp_path, monkeypatch):

@@ -127,9 +127,9 @@ def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
     argv = ["--config", sweep_file, "--workdir", str(tmp_path / "w"), "--config.vectorize=seed"]
     real_runs, groups_seen = loop.train_and_evaluate_runs, []
 
-    def record(configs, workdirs, overwrite=False, hooks=()):
+    def record(configs, workdirs, overwrite=False, hooks=(), experiments=None):
         groups_seen.append(sorted(os.path.basename(w) for w in workdirs))
-        return real_runs(configs, workdirs, overwrite, hooks)
+        return real_runs(configs, workdirs, overwrite, hooks, experiments)
 
     monkeypatch.setattr(loop, "train_and_evaluate_runs", record)
     main(argv)
@@ -143,7 +143,7 @@ def test_vectorized_seeds_train_together_and_a_failing_group_goes_on_one_by_one(
     assert card["trained_together"] == 2 and card["seed"] == 1
 
     # A group that fails (one seed diverges) is retried run by run: only that run fails.
-    def diverge(configs, workdirs, overwrite=False, hooks=()):
+    def diverge(configs, workdirs, overwrite=False, hooks=(), experiments=None):
         raise TrainingError("the loss stopped being finite")
 
     train, calls = _fake_train({"optimizer.name=adam,seed=1": TrainingError("not finite")})

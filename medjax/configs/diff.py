@@ -13,6 +13,9 @@ import ml_collections
 from medjax.configs.loader import flatten
 
 MISSING = "(none)"
+# Keys that say how a run is watched, not what it computes: a resumed run may turn MLflow on,
+# and a run from before they existed is still the same run.
+WATCHING = ("log.",)
 
 
 def as_plain(config) -> dict:
@@ -23,13 +26,13 @@ def as_plain(config) -> dict:
 
 
 def config_diff(old, new) -> dict[str, tuple]:
-    """{key: (old value, new value)} for every dotted key whose value differs; a key that one
-    side lacks has the value MISSING there."""
+    """{key: (old value, new value)} for every dotted key whose value differs, the WATCHING
+    keys aside; a key that one side lacks has the value MISSING there."""
     a, b = flatten(as_plain(old)), flatten(as_plain(new))
     return {
         k: (a.get(k, MISSING), b.get(k, MISSING))
         for k in sorted(a.keys() | b.keys())
-        if a.get(k, MISSING) != b.get(k, MISSING)
+        if a.get(k, MISSING) != b.get(k, MISSING) and not k.startswith(WATCHING)
     }
 
 

@@ -14,6 +14,7 @@ import time
 from tqdm.auto import tqdm
 
 from medjax.errors import ConfigError, Interrupted, TrainingError
+from medjax.report.experiment import describe
 from medjax.sweep.runner import (
     LOG,
     MANIFEST,
@@ -47,19 +48,25 @@ def _bar(sweep, todo):
     return tqdm(total=total, initial=total - len(todo), desc="sweep", unit="run", position=0)
 
 
-def _train(loop, group: list, workdir: str, rerun: set) -> None:
+def _train(loop, group: list, workdir: str, rerun: set, sweep) -> None:
     paths = [run_dir(workdir, r.name) for r in group]
+    spec, overrides = sweep.spec, list(sweep.overrides)
     for run, path in zip(group, paths, strict=True):
         ckpts = os.path.join(path, "checkpoints")
         resumes = os.path.isdir(ckpts) and os.listdir(ckpts) and run.name not in rerun
         tqdm.write(f"sweep: {run.name} {'resumes' if resumes else 'starts'} ({path})")
         clear_failure(path)
+    records = [describe(spec, [*overrides, *r.texts.items()]) for r in group]
     if len(group) == 1:
-        loop.train_and_evaluate(group[0].config, paths[0], overwrite=group[0].name in rerun)
+        overwrite = group[0].name in rerun
+        loop.train_and_evaluate(group[0].config, paths[0], overwrite, experiment=records[0])
         return
     tqdm.write(f"sweep: {len(group)} runs trained together (config.vectorize)")
     loop.train_and_evaluate_runs(
-        [r.config for r in group], paths, overwrite=any(r.name in rerun for r in group)
+        [r.config for r in group],
+        paths,
+        overwrite=any(r.name in rerun for r in group),
+        experiments=records,
     )
 
 
@@ -75,7 +82,7 @@ def run_sequential(sweep, workdir: str, todo: list, rerun: set) -> None:
             attempts = [group] if len(group) == 1 else [group, *([r] for r in group)]
             for attempt in attempts:
                 try:
-                    _train(loop, attempt, workdir, rerun)
+                    _train(loop, attempt, workdir, rerun, sweep)
                 except BaseException as e:
                     if _interrupted(e):
                         raise _stop(", ".join(r.name for r in attempt)) from None

@@ -177,7 +177,7 @@ class Checkpoints:
                 raise error from None
             state = like_state.replace(**state)
         position, stored = _unpack(data)
-        if stored is not None and self.config is not None and stored != self.config:
+        if stored is not None and self.config is not None and config_diff(stored, self.config):
             raise WorkdirError(
                 f"the checkpoint of step {step} in {self.directory} was trained with another "
                 f"config ({describe(config_diff(stored, self.config))}); choose another "

@@ -24,23 +24,29 @@ from medjax.train.interrupt import deferred_signals
 from medjax.train.runs import RunGroup
 
 
-def train_and_evaluate(config, workdir: str, overwrite: bool = False, hooks=()) -> dict:
+def train_and_evaluate(
+    config, workdir: str, overwrite: bool = False, hooks=(), experiment=None
+) -> dict:
     """Train, checkpoint and evaluate `config` in `workdir`; returns the results dict.
 
     `hooks` are called as hook(step, state) after every step (tests interrupt a run with
     them); running again on the same workdir resumes from its newest checkpoint.
+    `experiment` (medjax.report.experiment.describe) is recorded in experiment.json.
     """
-    return train_and_evaluate_runs([config], [workdir], overwrite, hooks)[0]
+    experiments = None if experiment is None else [experiment]
+    return train_and_evaluate_runs([config], [workdir], overwrite, hooks, experiments)[0]
 
 
-def train_and_evaluate_runs(configs, workdirs, overwrite=False, hooks=()) -> list[dict]:
+def train_and_evaluate_runs(
+    configs, workdirs, overwrite=False, hooks=(), experiments=None
+) -> list[dict]:
     """train_and_evaluate for K runs at once: with K > 1 they differ only in the keys of
     config.vectorize and train stacked in one program (medjax.train.vectorize), each writing
     its own workdir as a lone run would. Returns the K results dicts."""
     clock = timing.ProcessClock()
     exp = build_experiment(configs)
     state = exp.init_state()  # a bad weights file fails here, before any workdir is touched
-    with RunGroup(exp, workdirs) as runs:
+    with RunGroup(exp, workdirs, experiments) as runs:
         runs.claim(overwrite)
         state, start = runs.restore(state)
         clock.first_step = clock.step = start
@@ -50,6 +56,7 @@ def train_and_evaluate_runs(configs, workdirs, overwrite=False, hooks=()) -> lis
         results, probs = test(exp, runs, state)
         runs.write("results.json", results)
         write_plots(exp, runs, results, probs)
+        runs.track_results(results)  # after results: the plots test() made are there
         runs.record_time(clock)
         params = sum(x.size for x in jax.tree.leaves(state.params)) // len(runs.runs)
         runs.write("run_card.json", [card(exp, r, params, start, clock) for r in runs.runs])

@@ -17,8 +17,9 @@ import numpy as np
 
 from medjax.data import imbalance
 from medjax.inference import files as inference_files
+from medjax.report import experiment as experiment_record
 from medjax.report import timing
-from medjax.train import sharding
+from medjax.train import sharding, tracking
 from medjax.train import workdir as wd
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.steps import evaluated_variables
@@ -60,15 +61,21 @@ class Run:
     ckpts: Checkpoints | None = None
     batches: Batches | None = None
     earlier_processes: list = dataclasses.field(default_factory=list)
+    experiment: dict | None = None  # medjax.report.experiment.describe
+    trackers: tracking.Trackers | None = None  # process 0 only
 
     def path(self, name: str) -> str:
         return os.path.join(self.workdir, name)
 
 
 class RunGroup:
-    def __init__(self, experiment, workdirs):
+    def __init__(self, experiment, workdirs, records=None):
         self.exp = experiment
-        self.runs = [Run(c, w) for c, w in zip(experiment.configs, workdirs, strict=True)]
+        records = records or [None] * len(workdirs)
+        self.runs = [
+            Run(c, w, experiment=r)
+            for c, w, r in zip(experiment.configs, workdirs, records, strict=True)
+        ]
         self.last_saved, self._saved_at = None, time.perf_counter()
         k = len(self.runs)
         # One compiled program each way: slicing leaf by leaf dispatches (and first compiles)
@@ -99,6 +106,8 @@ class RunGroup:
                 run.lock = wd.Lock(run.workdir)
                 wd.claim(run.workdir, run.config, overwrite)
                 wd.write_json(run.path("data_summary.json"), self.exp.data.summary)
+                if run.experiment is not None:
+                    wd.write_json(run.path(experiment_record.EXPERIMENT), run.experiment)
             run.ckpts = Checkpoints(
                 run.path("checkpoints"),
                 cfg.keep_checkpoints,
@@ -122,6 +131,9 @@ class RunGroup:
                     run.ckpts.delete(step)
             wd.keep_rows_until(run.path(METRICS), start)
             run.earlier_processes = timing.earlier_processes(run.workdir) if start else []
+            if jax.process_index() == 0:  # views of the rows just kept (medjax.train.tracking)
+                rows = wd.read_jsonl(run.path(METRICS))
+                run.trackers = tracking.Trackers(run.config, run.workdir, rows, run.experiment)
         if not start:
             return state, 0
         restored = [
@@ -137,13 +149,14 @@ class RunGroup:
         its way, which a second one from closing must not hide."""
         for run in self.runs:
             try:
-                if run.ckpts is not None:
-                    run.ckpts.close()
+                for closing in (run.ckpts, run.trackers):
+                    if closing is not None:
+                        closing.close()
             except Exception:
                 if not quiet:
                     raise
             finally:
-                run.ckpts = None
+                run.ckpts = run.trackers = None
                 if run.lock is not None:
                     run.lock.release()
 
@@ -208,10 +221,18 @@ class RunGroup:
         return self.stack(states), best
 
     def log(self, rows: list[dict]) -> None:
-        """One row per run appended to its metrics.jsonl."""
+        """One row per run appended to its metrics.jsonl, and to its trackers."""
         if jax.process_index() == 0:
             for run, row in zip(self.runs, rows, strict=True):
                 wd.append_jsonl(run.path(METRICS), row)
+                if run.trackers is not None:
+                    run.trackers.log(row)
+
+    def track_results(self, results: list[dict]) -> None:
+        """Each run's config, test metrics and plots to its trackers, at its last step."""
+        for run, res in zip(self.runs, results, strict=True):
+            if run.trackers is not None:
+                run.trackers.finish(res, self.exp.schedule.total_steps)
 
     def write(self, name: str, objects: list) -> None:
         """One JSON file per run in its workdir."""

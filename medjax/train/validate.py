@@ -21,7 +21,7 @@ from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
-from medjax.train import sharding, vectorize
+from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
 from medjax.train.precise_bn import MODES as PRECISE_BN_MODES
@@ -145,6 +145,7 @@ def validate(config) -> None:
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)
     vectorize.check_keys(config.vectorize)
+    _check_mlflow_uri(config.log.mlflow_uri)
     if not config.train.num_steps and config.train.num_epochs <= 0:
         raise ConfigError(
             "set config.train.num_epochs or config.train.num_steps to a positive value"
@@ -170,6 +171,17 @@ def _check_data_keys(data) -> None:
     build_preprocess(data.preprocess)
     build_augment(data.augment)
     build_mix(data.mix)
+
+
+def _check_mlflow_uri(uri: str) -> None:
+    if not uri:
+        return
+    if not uri.startswith("file:") and "://" not in uri:
+        raise ConfigError(
+            f"config.log.mlflow_uri={uri!r} is not a tracking URI; write file:/path/mlruns, "
+            f"sqlite:///path/mlflow.db or http://host:port, or leave it empty"
+        )
+    tracking.require_mlflow()  # before anything is written, not after training
 
 
 def _check_model_keys(config) -> None:

@@ -28,6 +28,9 @@ OUTPUTS = (
     "inference",
     "plots",
     "predictions",
+    "tensorboard",
+    "mlflow.json",
+    "experiment.json",
 )
 LOCK = ".medjax.lock"
 
@@ -174,7 +177,7 @@ def claim(workdir: str, config, overwrite: bool) -> bool:
     ckpt_dir = os.path.join(workdir, "checkpoints")
     found = checkpoint.newest_config(ckpt_dir)  # refuses folders medjax did not write
     problems = []
-    if recorded is not None and recorded != current:
+    if recorded is not None and config_diff(recorded, current):
         problems.append(f"config.json differs ({describe(config_diff(recorded, current))})")
     if found is not None:
         step, stored = found
@@ -183,7 +186,7 @@ def claim(workdir: str, config, overwrite: bool) -> bool:
                 f"its checkpoints (newest: step {step}) were written by an older medjax that did "
                 f"not record their config, and config.json is missing"
             )
-        elif stored is not None and stored != current:
+        elif stored is not None and config_diff(stored, current):
             problems.append(
                 f"its checkpoint of step {step} was trained with another config "
                 f"({describe(config_diff(stored, current))})"
