@@ -114,6 +114,7 @@ def predict_files(
                 bar.update(len(chunk))
         if not count:
             raise DataError(f"none of the {len(entries)} files could be read; nothing written")
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; a plain file is wanted
         os.replace(tmp, out_path)
     finally:
         if os.path.exists(tmp):
@@ -126,6 +127,12 @@ def predict_files(
             stacklevel=2,
         )
     return count
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def cam_hook(run, cam_dir: str):
