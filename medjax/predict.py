@@ -70,7 +70,7 @@ class Predictor:
                 )
             out.append([np.asarray(p)[:n] for p in self.probs(self.run.variables, x)])
             if self.cam is not None:
-                self.cam(np.asarray(x[:n]), names[start : start + n])
+                self.cam(np.asarray(x[:n]), names[start : start + n], out[-1][0])
         return [np.concatenate(parts) for parts in zip(*out, strict=True)]
 
 
@@ -89,7 +89,7 @@ def predict_files(
     run, entries, out_path: str, flip_tta=None, batch_size=None, on_error="raise", cam=None
 ):
     """Write the CSV for `entries` (`inputs.gather`); returns the number of images. `cam`:
-    called with each batch of preprocessed images and their file names."""
+    called with each batch of preprocessed images, their file names and probabilities."""
     cfg, read = inputs.decode_config(run, on_error), inputs.reader(run)
     predictor = Predictor(run, flip_tta, batch_size or run.config.eval.batch_size, cam)
     folder = os.path.dirname(os.path.abspath(out_path))
@@ -136,20 +136,35 @@ def umask() -> int:
 
 
 def cam_hook(run, cam_dir: str):
-    """--cam: Grad-CAM overlays of the predicted class. HOOK, wired at merge: medjax.explain
-    (explain_images, save_overlays) comes from another branch."""
+    """--cam: Grad-CAM overlays of each image's predicted class into `cam_dir`.
+
+    HOOK, wired at merge: medjax.explain (explain_images, save_overlays) comes from another
+    branch; until then --cam fails before any work."""
     try:
-        from medjax import explain
+        from medjax.explain import explain_images, save_overlays
     except ImportError:
         raise ConfigError(
-            "--cam needs medjax.explain, which this medjax does not have yet; run without --cam"
+            "--cam needs medjax.explain (explain_images, save_overlays), which this medjax does "
+            "not have; run without --cam"
         ) from None
-    if not callable(getattr(explain, "explain_images", None)):
-        raise ConfigError("--cam: medjax.explain has no explain_images; run without --cam")
+    done = [0]
 
-    def save(images: np.ndarray, names: list[str]) -> None:
-        maps = explain.explain_images(run, images, method="gradcam")
-        explain.save_overlays(cam_dir, images, maps, names)  # HOOK: check the signature at merge
+    def save(images: np.ndarray, names: list[str], probs: np.ndarray) -> None:
+        maps = explain_images(run, images, method="gradcam")
+        first, done[0] = done[0], done[0] + len(images)
+        # HOOK: save_overlays(out_dir, images, maps, indices, labels, probs, class_names, method)
+        # as on the explain branch; new images have no true label, so the predicted class
+        # stands in (check its titles and file names at merge). Row i of the CSV is index i.
+        save_overlays(
+            cam_dir,
+            images,
+            maps,
+            range(first, done[0]),
+            probs.argmax(1),
+            probs,
+            run.class_names,
+            "gradcam",
+        )
 
     return save
 

@@ -2,6 +2,7 @@
 (the loader, and the README's snippet without medjax), gives TrainedRun.predict's probabilities
 for a 2D and a 3D run, at batch sizes 1 and 5."""
 
+import csv
 import dataclasses
 import os
 import re
@@ -11,11 +12,14 @@ import sys
 import nibabel
 import numpy as np
 import pytest
+from PIL import Image
 
-from medjax.errors import ConfigError, WorkdirError
+from medjax.errors import ConfigError, DataError, WorkdirError
 from medjax.export import export_run, main
 from medjax.inference import load_run
 from medjax.inference.exported import load
+from medjax.predict import main as predict_main
+from medjax.train.experiment import load_data, pipeline_fns
 from medjax.train.loop import train_and_evaluate
 
 from .conftest import ROOT, tiny_config
@@ -127,3 +131,22 @@ def test_calibrated_program_and_manifest(runs, tmp_path):
     main(main_args)  # the command line, on the run as trained: no temperature
     with pytest.raises(WorkdirError, match="fitted no temperature"):
         load(str(tmp_path / "cli"), calibrated=True)
+
+
+def test_predict_on_volumes_matches_the_training_pipeline(runs, tmp_path):
+    """medjax.predict on the 3D run's NIfTI folder: every test volume, as training decoded and
+    preprocessed it, has its probabilities in the CSV; a PNG for this model is refused."""
+    run = runs["3d"]
+    out = str(tmp_path / "p.csv")
+    predict_main(["--workdir", run.workdir, "--input", run.config.data.path, "--out", out])
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 40
+    got = np.array([[float(r[f"prob_{c}"]) for c in run.class_names] for r in rows])
+    test = load_data(run.config, pipeline_fns(run.config)[0]).dataset.splits["test"]
+    expected = run.predict(test.images)
+    assert np.abs(expected[:, None] - got[None]).max(-1).min(1).max() < 1e-6
+    png = str(tmp_path / "flat.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
+    with pytest.raises(DataError, match=r"flat\.png: a 2D image.*takes 1-channel volumes"):
+        predict_main(["--workdir", run.workdir, "--input", png, "--out", str(tmp_path / "q.csv")])
