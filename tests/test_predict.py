@@ -14,35 +14,10 @@ import pytest
 
 from medjax.cli import main_guard
 from medjax.data.files import SkippedFileWarning
-from medjax.data.phantom_folder import write_phantom_folder
 from medjax.errors import ConfigError, DataError, WorkdirError
 from medjax.inference import inputs, load_run
 from medjax.predict import main, predict_files
 from medjax.train.experiment import load_data, pipeline_fns
-from medjax.train.loop import train_and_evaluate
-
-from .conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def folder_run(tmp_path_factory):
-    """A run trained on a PNG folder (40 px files resized to 28, dataset-fitted z-scoring,
-    evaluated with flip TTA), and its config."""
-    root = tmp_path_factory.mktemp("predict")
-    data = write_phantom_folder(
-        str(root / "data"), 40, 2, "ultrasound", {"train": 64, "val": 16, "test": 24}
-    )
-    config = tiny_config(
-        **{
-            "data.source": "image_folder",
-            "data.path": data,
-            "data.preprocess": ("value_range(min=0.0, max=1.0)", "zscore(scope='dataset')"),
-            "train.num_steps": 4,
-            "eval.flip_tta": True,
-        }
-    )
-    train_and_evaluate(config, str(root / "run"))
-    return str(root / "run"), config, data
 
 
 def read_csv(path):
