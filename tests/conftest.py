@@ -85,3 +85,28 @@ def interrupt_at(step: int, sig=signal.SIGINT):
             os.kill(os.getpid(), sig)
 
     return hook
+
+
+@pytest.fixture(scope="session")
+def folder_run(tmp_path_factory):
+    """A finished run trained on a folder of PNG files (40 px phantom images resized to 28,
+    dataset-fitted z-scoring, tested with flip TTA), shared by the prediction and export
+    tests: (workdir, config, data folder)."""
+    from medjax.data.phantom_folder import write_phantom_folder
+    from medjax.train.loop import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("folder_run")
+    data = write_phantom_folder(
+        str(root / "data"), 40, 2, "ultrasound", {"train": 64, "val": 16, "test": 24}
+    )
+    config = tiny_config(
+        **{
+            "data.source": "image_folder",
+            "data.path": data,
+            "data.preprocess": ("value_range(min=0.0, max=1.0)", "zscore(scope='dataset')"),
+            "train.num_steps": 4,
+            "eval.flip_tta": True,
+        }
+    )
+    train_and_evaluate(config, str(root / "run"))
+    return str(root / "run"), config, data
