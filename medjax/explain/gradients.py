@@ -1,5 +1,9 @@
 """Input-gradient explanations: saliency, SmoothGrad, integrated gradients, guided backprop.
 
+Loops over noise samples and path points are unrolled (lax.scan(unroll=True)): on XLA's CPU
+backend a convolution inside a while loop ran 10x slower (README, "## Explanations"); the cost
+is a compilation that grows with the number of steps.
+
 Maps are of the input's spatial shape: gradients reduce over channels by their largest
 absolute value (saliency, SmoothGrad, guided backprop), attributions by their sum (integrated
 gradients, so the map keeps its completeness: it sums to f(x) - f(baseline)).
@@ -47,7 +51,7 @@ def smoothgrad(fn: ModelFn, variables, images, targets, key, noise=0.15, samples
         return total + saliency(fn, variables, noisy, targets), None
 
     zero = jnp.zeros(images.shape[:-1], jnp.float32)
-    total, _ = jax.lax.scan(one, zero, jax.random.split(key, samples))
+    total, _ = jax.lax.scan(one, zero, jax.random.split(key, samples), unroll=True)
     return total / samples
 
 
@@ -86,7 +90,7 @@ def integrated_gradients(
         return total + w * grad, None
 
     path = (jnp.asarray(alphas, images.dtype), jnp.asarray(weights, images.dtype))
-    total, _ = jax.lax.scan(one, jnp.zeros_like(images), path)
+    total, _ = jax.lax.scan(one, jnp.zeros_like(images), path, unroll=True)
     return (delta * total).sum(axis=-1)
 
 
