@@ -1,8 +1,9 @@
 """Flax models selected by `config.model.name`; all return logits and sow named features.
 
 Every model is called as `model.apply(variables, images, train=...)` with channel-last images,
-and records its stage outputs with `self.sow("intermediates", name, x)`, so class-activation
-maps can be taken from any stage with `mutable=["intermediates"]`.
+and records its stage outputs with `layers.stage_features` (a `self.sow("intermediates", name,
+x)` that also adds an optional "perturbations" entry), so class-activation maps can be taken
+from any stage with `mutable=["intermediates"]` and gradients with respect to it.
 """
 
 from medjax.models import (  # noqa: F401  (registers the models)

@@ -25,6 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from medjax.models.layers import stage_features
 from medjax.models.registry import MODELS, check_input_size, small_stem
 from medjax.models.vgg import Classifier, adaptive_avg_pool
 
@@ -49,13 +50,13 @@ class AlexNet(nn.Module):
         x = x.astype(self.dtype)
         # torchvision pads the 11x11/4 conv by 2 (not 5): 224 px -> 55x55.
         x = conv(x, 64, 3, 1, "conv1") if self.small else conv(x, 64, 11, 4, "conv1", padding=2)
-        self.sow("intermediates", "stage1", x)
+        x = stage_features(self, "stage1", x)
         x = conv(pool(x), 192, 5, 1, "conv2")
-        self.sow("intermediates", "stage2", x)
+        x = stage_features(self, "stage2", x)
         x = conv(pool(x), 384, 3, 1, "conv3")
         x = conv(x, 256, 3, 1, "conv4")
         x = conv(x, 256, 3, 1, "conv5")
-        self.sow("intermediates", "stage3", x)  # the last conv map, before the pool
+        x = stage_features(self, "stage3", x)  # the last conv map, before the pool
         x = pool(x).astype(jnp.float32)
         if self.small:
             x = jnp.mean(x, axis=(1, 2))

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head
+from medjax.models.layers import pooled_head, stage_features
 from medjax.models.registry import MODELS, check_input_size
 
 
@@ -43,7 +43,7 @@ class CNN(nn.Module):
                     name=f"conv{i}_{j}",
                 )(x)
                 x = self.act(self.norm(name=f"norm{i}_{j}")(x, train))
-            self.sow("intermediates", f"stage{i}", x)
+            x = stage_features(self, f"stage{i}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 

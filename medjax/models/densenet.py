@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head, with_epsilon
+from medjax.models.layers import pooled_head, stage_features, with_epsilon
 from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 
@@ -92,7 +92,7 @@ class DenseNet(nn.Module):
         x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
         if not self.small_stem:
             x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         last = len(self.block_sizes) - 1
         for i, layers in enumerate(self.block_sizes):
             for j in range(layers):
@@ -106,7 +106,7 @@ class DenseNet(nn.Module):
                     name=f"block{i + 1}_layer{j + 1}",
                 )(x, train)
             if i < last:
-                self.sow("intermediates", f"stage{i + 1}", x)
+                x = stage_features(self, f"stage{i + 1}", x)
                 x = Transition(
                     int(x.shape[-1] * self.compression),
                     self.act,
@@ -118,7 +118,7 @@ class DenseNet(nn.Module):
         # The last stage's feature map is the normalised one the head pools (torchvision's
         # `features` output, the usual Grad-CAM layer).
         x = self.act(self.norm(name="final_norm")(x, train))
-        self.sow("intermediates", f"stage{last + 1}", x)
+        x = stage_features(self, f"stage{last + 1}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 

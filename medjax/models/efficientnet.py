@@ -43,7 +43,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import conv_norm_act, pooled_head, with_epsilon
+from medjax.models.layers import conv_norm_act, pooled_head, stage_features, with_epsilon
 from medjax.models.mobilenet import depthwise, make_divisible, small_strides
 from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
@@ -161,7 +161,7 @@ class EfficientNet(nn.Module):
     def __call__(self, x, train: bool = False):
         stem_stride, tf_same = self.stem_stride, self.tf_same
         x = conv_norm_act(self, x, "stem", self.stem_features, 3, stem_stride, train, tf_same)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         total = sum(n for *_, n in self.stages)
         index = 0
         for i, (kind, t, k, s, c, n) in enumerate(self.stages, start=1):
@@ -181,9 +181,9 @@ class EfficientNet(nn.Module):
                     name=f"stage{i}_block{j}",
                 )(x, train)
                 index += 1
-            self.sow("intermediates", f"stage{i}", x)
+            x = stage_features(self, f"stage{i}", x)
         x = conv_norm_act(self, x, "top", self.top_features, 1, 1, train)
-        self.sow("intermediates", "top", x)
+        x = stage_features(self, "top", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 

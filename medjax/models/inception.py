@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head
+from medjax.models.layers import pooled_head, stage_features
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -212,7 +212,7 @@ class InceptionV3(nn.Module):
         x = bc(192, (3, 3), 1, (p, p), name="Conv2d_4a_3x3")(x, train)
         if not self.small_stem:
             x = _pool_max(x)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         for name, branches, pool, pool_features, stage in BLOCKS:
             x = Mixed(
                 branches,
@@ -225,7 +225,7 @@ class InceptionV3(nn.Module):
                 name=name,
             )(x, train)
             if stage:
-                self.sow("intermediates", stage, x)
+                x = stage_features(self, stage, x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 

@@ -115,6 +115,18 @@ def conv_norm_act(
     return module.act(module.norm(name=f"{name}_norm")(x, train)).astype(module.dtype)
 
 
+def stage_features(module: nn.Module, name: str, x):
+    """Record a stage's output `x` as intermediates[`name`] and return it, plus the
+    "perturbations" variable of that name when the caller passes one (a zero array: the
+    gradient with respect to it is the gradient with respect to the stage, which Grad-CAM
+    needs). Without that collection, as in training and prediction, it returns `x` unchanged
+    and creates no variable, so parameters and outputs are those of a plain `sow`."""
+    module.sow("intermediates", name, x)
+    if module.has_variable("perturbations", name):
+        x = x + module.get_variable("perturbations", name).astype(x.dtype)
+    return x
+
+
 def pooled_head(module: nn.Module, x, train: bool):
     """The end of every classifier: record `x` as the "pooled" features, then dropout
     (`module.dropout`) and the linear layer "head", so feature extraction (ensembles, Grad-CAM,

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
-from medjax.models.layers import conv_norm_act, pooled_head, with_epsilon
+from medjax.models.layers import conv_norm_act, pooled_head, stage_features, with_epsilon
 from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 # (expansion t, output channels c, blocks n, first stride s) per stage, from the paper's Table 2.
@@ -112,7 +112,7 @@ class MobileNetV2(nn.Module):
     def __call__(self, x, train: bool = False):
         stem_stride, tf_same = self.stem_stride, self.tf_same
         x = conv_norm_act(self, x, "stem", self.stem_features, 3, stem_stride, train, tf_same)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         for i, (t, c, n, s) in enumerate(self.stages, start=1):
             for j in range(n):
                 x = InvertedResidual(
@@ -126,9 +126,9 @@ class MobileNetV2(nn.Module):
                     self.tf_same,
                     name=f"stage{i}_block{j}",
                 )(x, train)
-            self.sow("intermediates", f"stage{i}", x)
+            x = stage_features(self, f"stage{i}", x)
         x = conv_norm_act(self, x, "top", self.top_features, 1, 1, train)
-        self.sow("intermediates", "top", x)
+        x = stage_features(self, "top", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import conv_norm_act, pooled_head, with_epsilon
+from medjax.models.layers import conv_norm_act, pooled_head, stage_features, with_epsilon
 from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 
@@ -58,7 +58,7 @@ class ResNet(nn.Module):
         x = conv_norm_act(self, x, "stem", 64, kernel, stride, train)
         if not self.small_stem:
             x = nn.max_pool(x, (3, 3), (2, 2), padding=[(1, 1)] * 2)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         for i, blocks in enumerate(self.stage_sizes):
             for j in range(blocks):
                 stride = 2 if i > 0 and j == 0 else 1
@@ -71,7 +71,7 @@ class ResNet(nn.Module):
                     self.conv_impl,
                     name=f"stage{i + 1}_block{j}",
                 )(x, train)
-            self.sow("intermediates", f"stage{i + 1}", x)
+            x = stage_features(self, f"stage{i + 1}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 

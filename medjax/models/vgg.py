@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from medjax.models.layers import Identity
+from medjax.models.layers import Identity, stage_features
 from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
 # Convolution widths per stage (torchvision's cfgs "A", "D", "E"); a max-pool ends each stage.
@@ -100,7 +100,7 @@ class VGG(nn.Module):
                 x = nn.Conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"stage{s}_conv{i}")(x)
                 x = self.act(self.norm(name=f"stage{s}_norm{i}")(x, train)).astype(self.dtype)
             # Sown before the pool: the last conv map of a stage is the usual Grad-CAM layer.
-            self.sow("intermediates", f"stage{s}", x)
+            x = stage_features(self, f"stage{s}", x)
             if not self.small or s <= SMALL_POOLS:
                 x = nn.max_pool(x, (2, 2), (2, 2))
         x = x.astype(jnp.float32)

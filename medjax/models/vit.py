@@ -30,6 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
+from medjax.models.layers import stage_features
 from medjax.models.registry import MODELS
 
 F32 = jnp.float32
@@ -91,7 +92,7 @@ class ViT(nn.Module):
         x = nn.Conv(self.width, (p, p), p, padding="VALID", dtype=self.dtype, name="conv_proj")(
             x.astype(self.dtype)
         )
-        self.sow("intermediates", "patches", x)
+        x = stage_features(self, "patches", x)
         n, h, w, _ = x.shape
         cls = self.param("class_token", nn.initializers.zeros, (1, 1, self.width))
         pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, 1 + h * w, self.width))
@@ -107,7 +108,7 @@ class ViT(nn.Module):
                 self.dtype,
                 name=f"encoder_layer_{i}",
             )(x, train)
-            self.sow("intermediates", f"block{i}", x)
+            x = stage_features(self, f"block{i}", x)
         x = _layer_norm("encoder_ln")(x)[:, 0].astype(F32)
         self.sow("intermediates", "pooled", x)
         return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="head")(x)

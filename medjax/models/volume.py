@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.cnn import check_cnn_config
-from medjax.models.layers import pooled_head
+from medjax.models.layers import pooled_head, stage_features
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -72,7 +72,7 @@ class CNN3D(nn.Module):
             for j in range(self.convs_per_stage):
                 x = _conv(width, k, 1, self.dtype, f"conv{i}_{j}")(x)
                 x = self.act(self.norm(name=f"norm{i}_{j}")(x, train)).astype(self.dtype)
-            self.sow("intermediates", f"stage{i}", x)
+            x = stage_features(self, f"stage{i}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
         return pooled_head(self, x, train)
 
@@ -112,7 +112,7 @@ class ResNet3D(nn.Module):
         kernel, stride = ((3, 3, 3), 1) if self.small_stem else ((3, 7, 7), (1, 2, 2))
         x = _conv(64, kernel, stride, self.dtype, "stem_conv")(x)
         x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         for i, blocks in enumerate(self.stage_sizes):
             for j in range(blocks):
                 stride = 2 if i > 0 and j == 0 else 1
@@ -124,7 +124,7 @@ class ResNet3D(nn.Module):
                     self.dtype,
                     name=f"stage{i + 1}_block{j}",
                 )(x, train)
-            self.sow("intermediates", f"stage{i + 1}", x)
+            x = stage_features(self, f"stage{i + 1}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
         return pooled_head(self, x, train)
 

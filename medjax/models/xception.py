@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
-from medjax.models.layers import pooled_head
+from medjax.models.layers import pooled_head, stage_features
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
@@ -84,23 +84,23 @@ class Xception(nn.Module):
             name = f"block1_conv{i + 1}"
             x = Conv(width, 3, s, pad, dtype=self.dtype, impl=self.conv_impl, name=name)(x)
             x = self.act(self.norm(name=f"{name}_bn")(x, train)).astype(self.dtype)
-        self.sow("intermediates", "stem", x)
+        x = stage_features(self, "stem", x)
         # Block 2 follows the stem's activation, so its first separable conv takes no act.
         x = self._down_block(x, "block2", (128, 128), train, act_first=False)
-        self.sow("intermediates", "stage1", x)
+        x = stage_features(self, "stage1", x)
         x = self._down_block(x, "block3", (256, 256), train, act_first=True)
-        self.sow("intermediates", "stage2", x)
+        x = stage_features(self, "stage2", x)
         x = self._down_block(x, "block4", (728, 728), train, act_first=True)
         for b in range(5, 13):
             y = x
             for k in range(1, 4):
                 y = self._sep(y, 728, f"block{b}_sepconv{k}", train)
             x = (x + y).astype(self.dtype)
-        self.sow("intermediates", "stage3", x)
+        x = stage_features(self, "stage3", x)
         x = self._down_block(x, "block13", (728, 1024), train, act_first=True)
         x = self._sep(x, 1536, "block14_sepconv1", train, act_first=False)
         x = self.act(self._sep(x, 2048, "block14_sepconv2", train))
-        self.sow("intermediates", "stage4", x)
+        x = stage_features(self, "stage4", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
 
