@@ -11,11 +11,11 @@ Command:
 Result: see the README, "Do the explanations point at the lesion?".
 """
 
-from medjax.configs import get_base_config, parse_arg
+from medjax.configs import apply_runlocal, get_base_config, parse_arg
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, steps=300, train=1024, modality="mri")
+    arg = parse_arg(arg, steps=300, train=1024, modality="mri", runlocal=False)
     c = get_base_config()
     c.data.source = "phantom"
     c.data.modality = arg.modality
@@ -29,4 +29,6 @@ def get_config(arg=None):
     c.train.checkpoint_every_minutes = 60.0
     c.eval.bootstrap_samples = 100
     c.eval.gap_check = False
+    if arg.runlocal:
+        apply_runlocal(c)
     return c.lock()

@@ -136,31 +136,21 @@ def umask() -> int:
 
 
 def cam_hook(run, cam_dir: str):
-    """--cam: Grad-CAM overlays of each image's predicted class into `cam_dir`.
+    """--cam: Grad-CAM overlays of each image's predicted class into `cam_dir`, named by the
+    image's row in the CSV (<row>_<predicted class>.png)."""
+    from medjax.explain import explain_images, save_overlays
 
-    HOOK, wired at merge: medjax.explain (explain_images, save_overlays) comes from another
-    branch; until then --cam fails before any work."""
-    try:
-        from medjax.explain import explain_images, save_overlays
-    except ImportError:
-        raise ConfigError(
-            "--cam needs medjax.explain (explain_images, save_overlays), which this medjax does "
-            "not have; run without --cam"
-        ) from None
     done = [0]
 
     def save(images: np.ndarray, names: list[str], probs: np.ndarray) -> None:
         maps = explain_images(run, images, method="gradcam")
         first, done[0] = done[0], done[0] + len(images)
-        # HOOK: save_overlays(out_dir, images, maps, indices, labels, probs, class_names, method)
-        # as on the explain branch; new images have no true label, so the predicted class
-        # stands in (check its titles and file names at merge). Row i of the CSV is index i.
         save_overlays(
             cam_dir,
             images,
             maps,
             range(first, done[0]),
-            probs.argmax(1),
+            None,  # new images: no known class
             probs,
             run.class_names,
             "gradcam",

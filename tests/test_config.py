@@ -76,3 +76,17 @@ def test_unknown_op_and_argument_list_valid_ones():
         build_augment(["random_affine(rotate=)"])
     with pytest.raises(ConfigError, match="axis must be"):
         build_augment(["random_flip(axis='diagonal')"])
+
+
+def test_keys_added_since_a_run_was_written_differ_only_when_not_at_their_default():
+    """A config.json from a medjax without eval.ece_bins is the same run when the key is at its
+    default (it can be re-tested after an upgrade), another one when it is not."""
+    from medjax.configs import as_plain, config_diff, get_base_config
+
+    old = as_plain(get_base_config())
+    del old["eval"]["ece_bins"]
+    new = get_base_config()
+    assert config_diff(old, new) == {}
+    new.eval.ece_bins = 10
+    assert config_diff(old, new) == {"eval.ece_bins": ("(none)", 10)}
+    assert config_diff(as_plain(new), old) == {"eval.ece_bins": (10, "(none)")}

@@ -107,6 +107,7 @@ def test_export_reloads_in_a_fresh_process_with_the_same_probabilities(runs, nam
 
 def test_calibrated_program_and_manifest(runs, tmp_path):
     run = runs["2d"]
+    run_as_trained = run
     results = {
         **run.results,
         "calibration": {"temperature": 1.7},
@@ -125,9 +126,13 @@ def test_calibrated_program_and_manifest(runs, tmp_path):
     assert meta["preprocessing"]["ops"] == list(run.config.data.preprocess)
     with pytest.raises(ConfigError, match="exists already"):
         export_run(run, out)
-    main(main_args)  # the command line, on the run as trained: no temperature
+    main(main_args)  # the command line, on the run as trained: its fitted temperature
+    fitted = run_as_trained.results["calibration"]["temperature"]
+    assert load(str(tmp_path / "cli"), calibrated=True).meta["temperature"] == fitted
+    uncalibrated = {k: v for k, v in run_as_trained.results.items() if k != "calibration"}
+    export_run(dataclasses.replace(run, results=uncalibrated), str(tmp_path / "plain"))
     with pytest.raises(WorkdirError, match="fitted no temperature"):
-        load(str(tmp_path / "cli"), calibrated=True)
+        load(str(tmp_path / "plain"), calibrated=True)
 
 
 def test_predict_on_volumes_matches_the_training_pipeline(runs, tmp_path):

@@ -4,7 +4,6 @@ folders and .csv lists; files the model cannot take are refused by name, writing
 
 import csv
 import dataclasses
-import importlib.util
 import os
 import warnings
 
@@ -14,7 +13,7 @@ import pytest
 
 from medjax.cli import main_guard
 from medjax.data.files import SkippedFileWarning
-from medjax.errors import ConfigError, DataError, WorkdirError
+from medjax.errors import DataError, WorkdirError
 from medjax.inference import inputs, load_run
 from medjax.predict import main, predict_files
 from medjax.train.experiment import load_data, pipeline_fns
@@ -37,7 +36,16 @@ def test_folder_predictions_equal_the_training_pipelines(folder_run, tmp_path):
     test = load_data(config, pipeline_fns(config)[0]).dataset.splits["test"]
     expected = run.predict(test.images)  # the images as training decoded and preprocessed them
     rows = read_csv(out)
-    assert list(rows[0]) == ["path", "frame", "predicted", "prob_lesion_1", "prob_no_lesion"]
+    calibrated = ["calibrated_prob_lesion_1", "calibrated_prob_no_lesion"]
+    probs = ["prob_lesion_1", "prob_no_lesion"]
+    assert list(rows[0]) == [
+        "path",
+        "frame",
+        "predicted",
+        *probs,
+        *calibrated,
+        "predicted_at_threshold",
+    ]
     assert len(rows) == len(expected) == 24
     np.testing.assert_allclose(probs_of(rows, run), expected, atol=1e-6)
     assert [r["predicted"] for r in rows] == [run.class_names[i] for i in expected.argmax(1)]
@@ -137,22 +145,11 @@ def test_temperature_and_operating_point_columns(folder_run, tmp_path):
     assert [r["predicted_at_threshold"] == positive for r in rows] == list(p >= 0.3)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("medjax.explain") is not None, reason="medjax.explain is merged"
-)
-def test_cam_without_medjax_explain_fails_before_any_work(folder_run, tmp_path):
+def test_cam_writes_one_overlay_per_row_named_by_its_prediction(folder_run, tmp_path):
     workdir, _, data = folder_run
-    with pytest.raises(ConfigError, match="--cam needs medjax.explain"):
-        main(
-            [
-                "--workdir",
-                workdir,
-                "--input",
-                data,
-                "--out",
-                str(tmp_path / "p.csv"),
-                "--cam",
-                str(tmp_path / "cam"),
-            ]
-        )
-    assert os.listdir(tmp_path) == []
+    folder = os.path.join(data, "test", "lesion_1")
+    out, cams = str(tmp_path / "p.csv"), tmp_path / "cam"
+    main(["--workdir", workdir, "--input", folder, "--out", out, "--cam", str(cams)])
+    rows = read_csv(out)
+    expected = {f"{i}_{r['predicted']}.png" for i, r in enumerate(rows)}
+    assert set(os.listdir(cams)) == expected and len(expected) == len(os.listdir(folder))

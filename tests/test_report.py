@@ -92,6 +92,7 @@ def _decoded_sizes(page: Page) -> list[tuple]:
 def test_report_of_a_run_with_plots_gallery_and_extra_results(finished_run, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(finished_run, workdir)
+    shutil.rmtree(os.path.join(workdir, "plots"))  # the run's own: replaced by known images
     os.makedirs(os.path.join(workdir, "plots"))
     _png((30, 40), 10).save(os.path.join(workdir, "plots", "learning_curves.png"))
     _png((31, 41), 20).save(os.path.join(workdir, "plots", "roc.png"))
@@ -141,13 +142,27 @@ def test_report_of_a_run_with_plots_gallery_and_extra_results(finished_run, tmp_
 
 
 def test_report_draws_learning_curves_and_names_the_explain_command(finished_run, tmp_path):
-    main([f"--workdir={finished_run}", f"--out={tmp_path}"])
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir, ignore=shutil.ignore_patterns("plots"))
+    main([f"--workdir={workdir}", f"--out={tmp_path}", "--no-explain"])
     page = _parse(tmp_path / "report.html")
     assert page.headings == HEADINGS
     ((width, height),) = _decoded_sizes(page)  # drawn from metrics.jsonl with matplotlib
     assert width > height > 100
-    assert f"python -m medjax.explain --workdir {finished_run}" in " ".join(page.text)
+    assert f"python -m medjax.explain --workdir {workdir}" in " ".join(page.text)
     assert (tmp_path / "report_files" / "learning_curves.png").exists()
+    assert not (workdir / "explain").exists()
+
+
+def test_report_makes_a_gradcam_gallery_when_the_run_has_none(finished_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    main([f"--workdir={workdir}"])
+    page = _parse(workdir / "report.html")
+    gallery = workdir / "explain" / "test" / "gallery.png"
+    with Image.open(gallery) as png:
+        assert png.size in _decoded_sizes(page)
+    assert str(np.load(workdir / "explain" / "test" / "maps.npz")["method"]) == "gradcam"
 
 
 def test_workdir_without_a_finished_run_fails_with_one_message_and_writes_nothing(

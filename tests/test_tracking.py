@@ -62,8 +62,6 @@ def _crash_at(step):
 
 def test_resumed_run_event_files_hold_each_metrics_row_once(tmp_path):
     workdir = str(tmp_path)
-    os.makedirs(tmp_path / "plots")
-    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "plots" / "roc.png")
     # One validation (and checkpoint) at step 8; the crash at 11 leaves rows 10 behind it.
     config = tiny_config(
         **{
@@ -106,9 +104,13 @@ def test_resumed_run_event_files_hold_each_metrics_row_once(tmp_path):
     ]
     assert start.hparams["model.widths"].string_value == "(8, 16)"
     assert start.hparams["train.batch_size"].number_value == 16
-    (image,) = [v.image for e in events for v in e.summary.value if v.tag == "plots/roc"]
-    assert (image.height, image.width) == (20, 30)
-    assert image.encoded_image_string.startswith(b"\x89PNG")
+    plots = sorted(f"plots/{name[:-4]}" for name in os.listdir(tmp_path / "plots"))
+    assert "plots/roc_pr" in plots  # the run's own plots (medjax.eval.plots)
+    images = {v.tag: v.image for e in events for v in e.summary.value if v.HasField("image")}
+    assert sorted(images) == plots
+    with Image.open(tmp_path / "plots" / "roc_pr.png") as png:
+        assert (images["plots/roc_pr"].height, images["plots/roc_pr"].width) == png.size[::-1]
+    assert images["plots/roc_pr"].encoded_image_string.startswith(b"\x89PNG")
     try:  # TensorBoard itself, where installed, reads the same points
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError:
@@ -116,7 +118,7 @@ def test_resumed_run_event_files_hold_each_metrics_row_once(tmp_path):
     accumulator = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("train/loss")] == [2, 4, 6, 8, 10, 12]
-    assert accumulator.Tags()["images"] == ["plots/roc"]
+    assert sorted(accumulator.Tags()["images"]) == plots
 
 
 def test_mlflow_uri_without_mlflow_fails_before_the_run_with_the_fix(monkeypatch):

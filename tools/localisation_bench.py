@@ -4,8 +4,7 @@ explanation method, how well its maps point at the ground-truth lesions.
     python tools/localisation_bench.py --workdir runs/phantom_localisation [--config SPEC]
         [--methods saliency,gradcam] [--steps 16] [--orderings 3] [--tolerance 0]
 
-Trains only when WORKDIR holds no finished run. Methods: medjax.explain.EXPLAINERS when that
-package exists, else saliency. Prints a markdown table and writes WORKDIR/localisation.json.
+Trains only when WORKDIR holds no finished run. Methods: medjax.explain.EXPLAINERS. Prints a markdown table and writes WORKDIR/localisation.json.
 """
 
 import argparse

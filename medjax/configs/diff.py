@@ -27,12 +27,24 @@ def as_plain(config) -> dict:
 
 def config_diff(old, new) -> dict[str, tuple]:
     """{key: (old value, new value)} for every dotted key whose value differs, the WATCHING
-    keys aside; a key that one side lacks has the value MISSING there."""
+    keys aside; a key that one side lacks has the value MISSING there. A key `old` lacks and
+    `new` holds at today's default is no difference: `old` was written by a medjax from
+    before the key existed, and new keys default to what medjax did without them, so a
+    finished run can be re-tested (and an unfinished one resumed) after an upgrade."""
+    from medjax.configs.base import get_base_config
+
     a, b = flatten(as_plain(old)), flatten(as_plain(new))
+    defaults = flatten(as_plain(get_base_config()))
+
+    def differs(k):
+        if k.startswith(WATCHING):
+            return False
+        if k not in a and k in b:
+            return k not in defaults or b[k] != defaults[k]
+        return a.get(k, MISSING) != b.get(k, MISSING)
+
     return {
-        k: (a.get(k, MISSING), b.get(k, MISSING))
-        for k in sorted(a.keys() | b.keys())
-        if a.get(k, MISSING) != b.get(k, MISSING) and not k.startswith(WATCHING)
+        k: (a.get(k, MISSING), b.get(k, MISSING)) for k in sorted(a.keys() | b.keys()) if differs(k)
     }
 
 

@@ -12,6 +12,7 @@ import argparse
 import ast
 import os
 
+import jax
 import numpy as np
 
 from medjax.cli import at_least, main_guard
@@ -80,33 +81,49 @@ def main(argv):
     args = parser().parse_args(argv)
     EXPLAINERS.get(args.method)  # a misspelt method fails before any loading
     run = load_run(args.workdir)
-    if isinstance(args.target, int) and not 0 <= args.target < run.num_classes:
-        raise ConfigError(f"--target {args.target}: class indices are 0..{run.num_classes - 1}")
-    split = split_data(run, args.split)
+    out = os.path.join(args.out or os.path.join(args.workdir, "explain"), args.split)
+    explain_split(
+        run,
+        args.split,
+        args.method,
+        out,
+        args.stage,
+        args.target,
+        args.limit,
+        args.batch_size,
+        args.seed,
+        dict(args.option),
+    )
+
+
+def explain_split(
+    run,
+    split_name="test",
+    method="gradcam",
+    out=None,
+    stage=None,
+    target="predicted",
+    limit=16,
+    batch_size=None,
+    seed=0,
+    options=None,
+) -> str:
+    """maps.npz, `limit` overlays and gallery.png of `method` over a split of `run` in `out`
+    (default WORKDIR/explain/SPLIT); returns `out`. Checks everything before writing."""
+    if isinstance(target, int) and not 0 <= target < run.num_classes:
+        raise ConfigError(f"--target {target}: class indices are 0..{run.num_classes - 1}")
+    out = out or os.path.join(run.workdir, "explain", split_name)
+    split = split_data(run, split_name)
     images, labels = np.asarray(split.images, np.float32), np.asarray(split.labels)
-    options = dict(args.option)
-    batch = args.batch_size or run.config.eval.batch_size
+    options = dict(options or {})
+    batch = batch_size or run.config.eval.batch_size
     sample = images[: min(batch, len(images))]
     # Bad options or stages fail here, before any output.
-    resolve_options(
-        args.method, model_fn(run.model), run.variables, sample, args.stage, None, options
-    )
+    resolve_options(method, model_fn(run.model), run.variables, sample, stage, None, options)
     probs = run.predict(images, batch_size=batch)
-    targets = {"predicted": probs.argmax(-1), "true": labels}.get(args.target, args.target)
-    import jax
-
-    maps = explain_images(
-        run,
-        images,
-        args.method,
-        args.stage,
-        targets,
-        batch,
-        jax.random.key(args.seed),
-        True,
-        **options,
-    )
-    out = os.path.join(args.out or os.path.join(args.workdir, "explain"), args.split)
+    targets = {"predicted": probs.argmax(-1), "true": labels}.get(target, target)
+    key = jax.random.key(seed)
+    maps = explain_images(run, images, method, stage, targets, batch, key, True, **options)
     os.makedirs(out, exist_ok=True)
     indices = np.arange(len(images))
     np.savez_compressed(
@@ -116,11 +133,11 @@ def main(argv):
         labels=labels,
         probs=probs,
         targets=np.broadcast_to(np.asarray(targets), labels.shape),
-        method=args.method,
+        method=method,
     )
-    n = min(args.limit, len(images))
+    n = min(limit, len(images))
     save_overlays(
-        out, images[:n], maps[:n], indices[:n], labels[:n], probs[:n], run.class_names, args.method
+        out, images[:n], maps[:n], indices[:n], labels[:n], probs[:n], run.class_names, method
     )
     positive = run.config.eval.positive_class if run.num_classes == 2 else None
     gallery(
@@ -130,10 +147,11 @@ def main(argv):
         labels,
         probs,
         run.class_names,
-        args.method,
+        method,
         positive,
     )
     print(f"wrote {out}: maps.npz ({len(images)} maps), {n} overlays, gallery.png")
+    return out
 
 
 if __name__ == "__main__":

@@ -44,11 +44,11 @@ def _overlay(ax, image, m, signed: bool):
     ax.imshow(shown, cmap="jet", alpha=0.45 * np.clip(shown / top, 0, 1) + 0.05, vmin=0, vmax=top)
 
 
-def title(class_names, label: int, probs, method: str) -> str:
+def title(class_names, label: int | None, probs, method: str) -> str:
+    """The overlay's heading; `label` None for an image without a known class."""
     pred = int(np.argmax(probs))
-    return (
-        f"true {class_names[label]}, predicted {class_names[pred]} (p={probs[pred]:.2f}); {method}"
-    )
+    truth = "" if label is None else f"true {class_names[label]}, "
+    return f"{truth}predicted {class_names[pred]} (p={probs[pred]:.2f}); {method}"
 
 
 def overlay_figure(image, m, heading: str, method: str):
@@ -75,13 +75,16 @@ def _safe(name: str) -> str:
 
 
 def save_overlays(out_dir, images, maps, indices, labels, probs, class_names, method) -> list:
-    """OUT/<index>_<label>_<pred>.png for each image; returns the paths."""
+    """OUT/<index>_<label>_<pred>.png for each image (<index>_<pred>.png where `labels` is
+    None: new images without a known class); returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []
+    labels = [None] * len(images) if labels is None else [int(x) for x in labels]
     for image, m, index, label, p in zip(images, maps, indices, labels, probs, strict=True):
         pred = int(np.argmax(p))
-        name = f"{index}_{_safe(class_names[label])}_{_safe(class_names[pred])}.png"
-        fig = overlay_figure(image, m, title(class_names, int(label), p, method), method)
+        known = "" if label is None else f"{_safe(class_names[label])}_"
+        name = f"{index}_{known}{_safe(class_names[pred])}.png"
+        fig = overlay_figure(image, m, title(class_names, label, p, method), method)
         fig.savefig(os.path.join(out_dir, name), dpi=100)
         plt.close(fig)
         paths.append(os.path.join(out_dir, name))

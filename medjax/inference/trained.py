@@ -18,6 +18,7 @@ from medjax.configs import config_from_plain
 from medjax.data.pipeline import eval_batches
 from medjax.data.source import Split
 from medjax.errors import WorkdirError
+from medjax.eval.calibration import EPS as CLIP
 from medjax.inference import files
 from medjax.models import build_model
 from medjax.ops import build_preprocess
@@ -55,15 +56,17 @@ class TrainedRun:
 
     def probs_fn(self, flip_tta: bool | None = None, temperature: float | None = None):
         """Pure (variables, images) -> class probabilities as the run's test computed them
-        (flip TTA when its config used it), with logits divided by `temperature` if given."""
+        (flip TTA when its config used it); with `temperature`, calibrated as it was fitted:
+        softmax(log p / T) of those probabilities (medjax.eval.calibration)."""
         logits = self.logits_fn()
         tta = self.config.eval.flip_tta if flip_tta is None else flip_tta
-        t = 1.0 if temperature is None else float(temperature)
 
         def probs(variables, images):
-            p = jax.nn.softmax(logits(variables, images) / t, axis=-1)
+            p = jax.nn.softmax(logits(variables, images), axis=-1)
             if tta:
-                p = (p + jax.nn.softmax(logits(variables, jnp.flip(images, -2)) / t, -1)) / 2
+                p = (p + jax.nn.softmax(logits(variables, jnp.flip(images, -2)), -1)) / 2
+            if temperature is not None:
+                p = jax.nn.softmax(jnp.log(jnp.clip(p, CLIP, 1.0)) / temperature, axis=-1)
             return p
 
         return probs

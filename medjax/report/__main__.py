@@ -4,10 +4,13 @@ python -m medjax.report --workdir W [--out DIR]
 
 The question (the experiment file's docstring), the data per class and split, the config,
 the learning curves, the validation and test metrics with their intervals, the plots, the
-CAM gallery, the run card and the warnings, from the files the run left in W.
+CAM gallery, the run card and the warnings, from the files the run left in W. A run without
+an explanation gallery gets a Grad-CAM one of its test split first (W/explain/test; skip with
+--no-explain).
 """
 
 import argparse
+import glob
 import os
 
 from medjax.cli import main_guard
@@ -43,11 +46,28 @@ def write_report(workdir: str, out: str | None = None) -> list[str]:
     return paths
 
 
+def make_gallery(workdir: str) -> None:
+    """A Grad-CAM gallery and maps of the run's test split in WORKDIR/explain/test."""
+    from medjax.explain.__main__ import explain_split
+    from medjax.inference import load_run
+
+    explain_split(load_run(workdir), "test", "gradcam", limit=0)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(prog="python -m medjax.report", description=__doc__)
     parser.add_argument("--workdir", required=True, help="a finished run's workdir")
     parser.add_argument("--out", help="folder for report.html and report.md (default: --workdir)")
+    parser.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="do not make a Grad-CAM gallery when the run has none (the report names the command)",
+    )
     args = parser.parse_args(argv)
+    if not args.no_explain and not glob.glob(
+        os.path.join(args.workdir, "explain", "*", "gallery.png")
+    ):
+        make_gallery(args.workdir)
     for path in write_report(args.workdir, args.out):
         print(path)
 
