@@ -19,6 +19,7 @@ large constants slowly when compiling), and the weights stay readable with numpy
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ from medjax.cli import main_guard
 from medjax.errors import ConfigError
 from medjax.inference import load_run
 from medjax.inference.exported import FORMAT, MANIFEST
+from medjax.models import build_model
 from medjax.predict import operating_threshold, umask
 
 PLATFORMS = ("cpu", "cuda")
@@ -113,6 +115,16 @@ def manifest(run, names, flip_tta: bool, platforms, calibrated: bool) -> dict:
     }
 
 
+def portable(run):
+    """The run with its convolutions as lax.conv: the same parameters and function, but no
+    CPU-tuned GEMM path, whose batch chunking needs a concrete batch size (the export's is
+    symbolic) and which other platforms do not want."""
+    config = run.config.copy_and_resolve_references()
+    config.model.conv = "xla"
+    model = build_model(config.model, run.num_classes, run.image_shape[0])
+    return dataclasses.replace(run, config=config, model=model)
+
+
 def export_run(run, out_dir: str, flip_tta: bool | None = None, platforms=PLATFORMS) -> str:
     """Write the exported model into `out_dir` (which must not exist); returns `out_dir`."""
     if os.path.exists(out_dir):
@@ -121,6 +133,7 @@ def export_run(run, out_dir: str, flip_tta: bool | None = None, platforms=PLATFO
     if not os.path.isdir(parent):
         raise ConfigError(f"--out {out_dir}: the folder {parent} does not exist; create it first")
     tta = run.config.eval.flip_tta if flip_tta is None else flip_tta
+    run = portable(run)
     names, leaves, treedef = flat_variables(run.variables)
     programs = {"model.stablehlo": run.probs_fn(tta)}
     if run.temperature is not None:

@@ -152,3 +152,24 @@ def test_predict_on_volumes_matches_the_training_pipeline(runs, tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
     with pytest.raises(DataError, match=r"flat\.png: a 2D image.*takes 1-channel volumes"):
         predict_main(["--workdir", run.workdir, "--input", png, "--out", str(tmp_path / "q.csv")])
+
+
+def test_a_resnet_with_cpu_gemm_convolutions_exports_for_any_batch(folder_run, tmp_path):
+    """ResNet-18's CPU convolutions chunk the batch by its size; the export uses lax.conv
+    instead (same parameters), so a symbolic batch lowers and gives the same probabilities."""
+    import jax
+
+    from medjax.models import build_model
+
+    run = load_run(folder_run[0])
+    config = run.config.copy_and_resolve_references()
+    config.model.name, config.model.conv = "resnet18", "gemm"
+    model = build_model(config.model, run.num_classes, run.image_shape[0])
+    x = np.zeros((1, *run.image_shape), np.float32)
+    variables = model.init(jax.random.key(0), x, train=False)
+    resnet = dataclasses.replace(run, config=config, model=model, variables=variables)
+    export_run(resnet, str(tmp_path / "m"), platforms=("cpu",))
+    exported = load(str(tmp_path / "m"))
+    for n in (3, 11):
+        images = np.random.default_rng(n).normal(size=(n, *run.image_shape)).astype(np.float32)
+        np.testing.assert_allclose(exported(images), resnet.predict(images), atol=1e-5)
