@@ -7,7 +7,9 @@ lesion absent (0) or present (1), with Rician (MRI) noise.
 Command:
     python -m medjax.run --config experiments/phantom3d_cnn.py --workdir runs/phantom3d
     python -m medjax.run --config experiments/phantom3d_cnn.py:runlocal --workdir /tmp/smoke3d
-Result: see the README's Results table.
+Result (seed 0, 2-core AMD EPYC CPU shared with other jobs, 8.2 min): test AUC 0.999
+[0.998, 1.000], ACC 0.961 [0.938, 0.980]; the validation-fitted temperature 0.10 lowered the
+test ECE from 0.132 to 0.042 (the model was under-confident).
 """
 
 from medjax.configs import apply_runlocal, get_base_config, parse_arg
