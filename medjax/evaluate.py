@@ -1,7 +1,7 @@
 """Evaluate a finished run on other data (external validation).
 
 python -m medjax.evaluate --workdir RUN --out DIR [--split auto|all|train|val|test]
-    [--class-map EXTERNAL=RUN,...] [--config.data.KEY=VALUE ...]
+    [--class-map EXTERNAL=RUN,...] [--config.data.KEY=VALUE ...] (or --data.KEY=VALUE)
 
 The other data is the run's data config with the --config.data overrides (e.g.
 --config.data.source=image_folder --config.data.path=/other_hospital). The run's own
@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv):
+    # --data.KEY=V is short for --config.data.KEY=V: only data keys may change here.
+    argv = [f"--config.{a[2:]}" if a.startswith("--data.") else a for a in argv]
     rest, overrides = split_overrides(argv)
     args = _parser().parse_args(rest)
     out = _out_folder(args.out, args.workdir)

@@ -67,6 +67,7 @@ def tiny_config(**changes):
     c.train.eval_every_epochs = 0.25  # every 2 steps
     c.eval.batch_size = 48  # 64 examples: the last batch is padded
     c.eval.bootstrap_samples = 50
+    c.log.plots = False  # ~0.7 s a run; the tests of plots turn them on
     for key, value in changes.items():
         *parents, leaf = key.split(".")
         node = c

@@ -19,7 +19,7 @@ PLOTS = {"roc_pr.png", "confusion_matrix.png", "reliability.png"}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
-    return workdir, train_and_evaluate(tiny_config(), workdir)
+    return workdir, train_and_evaluate(tiny_config(**{"log.plots": True}), workdir)
 
 
 def _evaluate(argv, capsys=None):
@@ -55,7 +55,7 @@ def test_external_evaluation_of_the_runs_own_test_split_reproduces_its_results(t
 def test_external_evaluation_on_mri_noise_writes_results_and_plots(trained, tmp_path):
     workdir, _ = trained
     out = tmp_path / "mri"
-    _evaluate(["--workdir", workdir, "--out", str(out), "--config.data.modality=mri"])
+    _evaluate(["--workdir", workdir, "--out", str(out), "--data.modality=mri"])  # short form
     ext = json.loads((out / "results.json").read_text())
     assert "mri" in ext["data"]["origin"] and ext["data"]["num_examples"] == 64
     assert {"uncalibrated", "calibrated", "operating_point"} <= set(ext)

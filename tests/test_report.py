@@ -41,7 +41,7 @@ def finished_run(tmp_path_factory):
     experiment.write_text('"""Do faint lesions show?\n\nData: the phantom."""\n')
     workdir = str(root / "run")
     record = describe(f"{experiment}:runlocal", [("seed", "0")])
-    train_and_evaluate(tiny_config(), workdir, experiment=record)
+    train_and_evaluate(tiny_config(**{"log.plots": True}), workdir, experiment=record)
     return workdir
 
 

@@ -69,6 +69,7 @@ def test_resumed_run_event_files_hold_each_metrics_row_once(tmp_path):
             "train.eval_every_epochs": 1.0,
             "train.num_steps": 12,
             "eval.bootstrap_samples": 0,
+            "log.plots": True,
         }
     )
     with pytest.raises(RuntimeError, match="killed"):

@@ -164,6 +164,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Copies of metrics.jsonl, the config, the test metrics and the plots for browsing runs
     # side by side (medjax.train.tracking); metrics.jsonl and results.json stay the record.
     c.log = ml_collections.ConfigDict()
+    c.log.plots = True  # WORKDIR/plots/ at the end (ROC/PR, confusion, reliability, curves)
     c.log.tensorboard = True  # WORKDIR/tensorboard event files: tensorboard --logdir WORKDIR
     # An MLflow tracking URI, e.g. file:/path/mlruns or sqlite:///path/mlflow.db; "" = none.
     # Needs `pip install mlflow` (not a medjax dependency).

@@ -55,7 +55,8 @@ def train_and_evaluate_runs(
         state = train(exp, runs, state, start, clock, hooks)
         results, probs = test(exp, runs, state)
         runs.write("results.json", results)
-        write_plots(exp, runs, results, probs)
+        if exp.config.log.plots:
+            write_plots(exp, runs, results, probs)
         runs.track_results(results)  # after results: the plots test() made are there
         runs.record_time(clock)
         params = sum(x.size for x in jax.tree.leaves(state.params)) // len(runs.runs)
