@@ -90,3 +90,14 @@ def test_a_damaged_variables_file_says_how_to_rewrite_it(finished, tmp_path):
     (copy / files.VARIABLES).write_bytes(b"\x93not msgpack")
     with pytest.raises(WorkdirError, match="damaged.*run the training command again"):
         load_run(str(copy))
+
+
+def test_a_config_json_from_another_model_is_one_message(finished, tmp_path):
+    _, workdir, _ = finished
+    copy = tmp_path / "edited"
+    shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns(".medjax.lock"))
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["widths"] = [8, 32]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WorkdirError, match="does not fit the model that .*config.json describes"):
+        load_run(str(copy))

@@ -123,17 +123,43 @@ def load_run(workdir: str) -> TrainedRun:
     class_names = list(summary["class_names"])
     model = build_model(config.model, len(class_names), image_shape[0])
     preprocess = build_preprocess(config.data.preprocess).bind(summary.get("fitted_on_train", {}))
+    variables = files.read_variables(workdir)
+    _check_fits(model, variables, image_shape, workdir)
     return TrainedRun(
         workdir=workdir,
         config=config,
         model=model,
-        variables=files.read_variables(workdir),
+        variables=variables,
         class_names=class_names,
         image_shape=image_shape,
         preprocess=preprocess,
         results=results,
         data_summary=summary,
     )
+
+
+def _shapes(tree) -> dict:
+    return {
+        jax.tree_util.keystr(path): tuple(np.shape(x))
+        for path, x in jax.tree_util.tree_leaves_with_path(tree)
+    }
+
+
+def _check_fits(model, variables, image_shape, workdir: str) -> None:
+    """One WorkdirError when the saved variables are not those of config.json's model (a
+    config.json edited or copied from another run), instead of a shape error deep in Flax."""
+    x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    expected = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    want = _shapes({k: expected[k] for k in ("params", "batch_stats") if k in expected})
+    have = _shapes(variables)
+    if want != have:
+        wrong = sorted(set(want.items()) ^ set(have.items()))[:3]
+        raise WorkdirError(
+            f"{os.path.join(workdir, files.VARIABLES)} does not fit the model that "
+            f"{os.path.join(workdir, 'config.json')} describes (first differences: "
+            f"{', '.join(f'{k} {v}' for k, v in wrong)}); config.json was changed or comes "
+            f"from another run: restore it, or point --workdir at the run that wrote it"
+        )
 
 
 def _write_missing_variables(config, workdir: str) -> None:
