@@ -35,6 +35,8 @@ class TrainedRun:
     preprocess: object  # raw image -> model input, with the training split's statistics bound
     results: dict  # results.json
     data_summary: dict  # data_summary.json
+    # jitted functions by their options: each compiled once per run, not once per call
+    _jitted: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +76,10 @@ class TrainedRun:
     def predict(self, images: np.ndarray, flip_tta=None, temperature=None, batch_size=None):
         """Class probabilities (N, classes) of preprocessed `images`, in fixed-size batches
         (one compilation for any N)."""
-        fn = jax.jit(self.probs_fn(flip_tta, temperature))
+        key = ("probs", flip_tta, temperature)
+        if key not in self._jitted:
+            self._jitted[key] = jax.jit(self.probs_fn(flip_tta, temperature))
+        fn = self._jitted[key]
         batch_size = batch_size or self.config.eval.batch_size
         split = Split(np.asarray(images, np.float32), np.zeros(len(images), np.int32))
         out = [
@@ -85,7 +90,9 @@ class TrainedRun:
 
     def preprocess_images(self, raw: np.ndarray) -> np.ndarray:
         """Raw images (N, ...) decoded as the run's source decodes them -> model inputs."""
-        batched = jax.jit(jax.vmap(self.preprocess))
+        if "preprocess" not in self._jitted:
+            self._jitted["preprocess"] = jax.jit(jax.vmap(self.preprocess))
+        batched = self._jitted["preprocess"]
         return (
             np.concatenate([np.asarray(batched(raw[i : i + 256])) for i in range(0, len(raw), 256)])
             if len(raw)
