@@ -48,7 +48,7 @@ def write_report(workdir: str, out: str | None = None) -> list[str]:
 
 def make_gallery(workdir: str) -> None:
     """A Grad-CAM gallery and maps of the run's test split in WORKDIR/explain/test."""
-    from medjax.explain.__main__ import explain_split
+    from medjax.explain.split import explain_split
     from medjax.inference import load_run
 
     explain_split(load_run(workdir), "test", "gradcam", limit=0)
