@@ -52,6 +52,8 @@ BAD = {
     "train.select_mode": "best",
     "train.precise_bn": "yes",
     "train.precise_bn_images": 0,
+    "train.grad_accum_steps": 0,
+    "sharding.strategy": "zero3",
     "eval.gap_margin": -0.1,
     "eval.decision_margin": -0.1,
     "eval.batch_size": 0,

@@ -136,6 +136,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # mixes; a model without batch norm has nothing to recompute).
     c.train.precise_bn = "auto"
     c.train.precise_bn_images = 1024  # whole training batches, up to the training split
+    # > 1: each update's gradient summed over this many micro-batches of batch_size / N images
+    # (medjax.train.accumulate): the same update in less device memory
+    c.train.grad_accum_steps = 1
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256
@@ -160,6 +163,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Temperature scaling fitted on validation (results.json "calibration"; medjax.inference
     # and medjax.evaluate apply it)
     c.eval.calibrate = True
+
+    # Where the run computes, not what (a run resumes on another mesh or device count):
+    # a (data, fsdp) device mesh; data=-1 takes every device that fsdp leaves. Batches are
+    # split over all devices; the state is laid out by `sharding` (medjax.train.sharding).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.sharding = ml_collections.ConfigDict()
+    c.sharding.strategy = "replicated"  # replicated, or fsdp: state split over mesh.fsdp
+    c.sharding.rules = ()  # "REGEX=SPEC" over state paths, before the strategy; see sharding.py
 
     # Copies of metrics.jsonl, the config, the test metrics and the plots for browsing runs
     # side by side (medjax.train.tracking); metrics.jsonl and results.json stay the record.

@@ -13,9 +13,10 @@ import ml_collections
 from medjax.configs.loader import flatten
 
 MISSING = "(none)"
-# Keys that say how a run is watched, not what it computes: a resumed run may turn MLflow on,
-# and a run from before they existed is still the same run.
-WATCHING = ("log.",)
+# Keys that say how a run is watched or where it computes, not what it computes: a resumed run
+# may turn MLflow on or move to another mesh, and a run from before they existed is still the
+# same run.
+WATCHING = ("log.", "mesh.", "sharding.")
 
 
 def as_plain(config) -> dict:

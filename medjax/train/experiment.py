@@ -56,6 +56,7 @@ class Experiment:
     init_state: object  # () -> the runs' initial state, pretrained weights loaded
     lr_schedules: tuple  # each run's learning rate by step, for its log
     precise_bn: object  # state -> state with precise BN statistics (medjax.train.precise_bn)
+    state_sharding: object  # the train state's NamedSharding per leaf (medjax.train.sharding)
 
     @property
     def config(self):
@@ -160,7 +161,7 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
     vectorize.check(configs)
     config = configs[0]  # everything but the vectorized keys is shared
     preprocess, augment, mix = pipeline_fns(config)
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh(config.mesh)
     validate.check_devices(config, mesh)
     data = data or load_data(config, preprocess)
     dataset = data.dataset
@@ -189,6 +190,20 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         return make_tx(hp), losses.build_loss(config.loss, weights, hp)
 
     tx = make_tx()
+
+    def init(seed, hp):
+        ema = config.train.ema_decay > 0
+        return init_state(model, make_tx(hp), dataset.image_shape, seed, ema, hparams=hp)
+
+    seeds = np.array([c.seed for c in configs], np.int32)
+    stacked = {k: np.array([h[k] for h in hparams], np.float32) for k in hparams[0]}
+    if len(configs) > 1:
+        make_state = lambda: jax.vmap(init)(seeds, stacked)
+    else:
+        make_state = lambda: init(config.seed, hparams[0])
+    state_sharding = sharding.state_shardings(
+        jax.eval_shape(make_state), mesh, config.sharding, lead=int(len(configs) > 1)
+    )
     train_step, eval_step = jit_steps(
         model,
         tx,
@@ -201,23 +216,14 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         freeze=tuple(config.model.freeze),
         members=len(configs) if len(configs) > 1 else 0,
         per_run=per_run if hparams[0] else None,
+        state_sharding=state_sharding,
+        accumulate=config.train.grad_accum_steps,
     )
 
     def initial_state():
-        repl = sharding.replicated(mesh)
-
-        def init(seed, hp):
-            ema = config.train.ema_decay > 0
-            return init_state(model, make_tx(hp), dataset.image_shape, seed, ema, hparams=hp)
-
-        if len(configs) > 1:
-            seeds = np.array([c.seed for c in configs], np.int32)
-            stacked = {k: np.array([h[k] for h in hparams], np.float32) for k in hparams[0]}
-            state = jax.jit(jax.vmap(init), out_shardings=repl)(seeds, stacked)
-        else:
-            state = jax.jit(lambda: init(config.seed, hparams[0]), out_shardings=repl)()
+        state = jax.jit(make_state, out_shardings=state_sharding)()
         if config.model.pretrained:
-            state = finetune.load_into_state(state, config, tx, repl)
+            state = finetune.load_into_state(state, config, tx, state_sharding)
         return state
 
     lr_schedules = tuple(
@@ -226,7 +232,9 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
     )
     precise = None
     if precise_bn.wanted(config) and _has_batch_norm(model, dataset.image_shape):
-        precise = precise_bn.PreciseBN(model, configs, dataset.splits["train"], mesh)
+        precise = precise_bn.PreciseBN(
+            model, configs, dataset.splits["train"], mesh, state_sharding
+        )
     return Experiment(
         configs,
         data,
@@ -240,6 +248,7 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         initial_state,
         lr_schedules,
         precise,
+        state_sharding,
     )
 
 

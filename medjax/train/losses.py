@@ -57,6 +57,17 @@ def build_loss(loss_config, class_weights: np.ndarray, hparams=None):
     return functools.partial(fn, class_weights=class_weights, label_smoothing=smoothing, **extra)
 
 
+def batch_weight(loss_fn, labels):
+    """The total weight a loss from build_loss averages a batch's examples by: their number
+    without class weights (medjax.train.accumulate weighs micro-batches by it)."""
+    targets = (
+        labels
+        if labels.ndim > 1
+        else jax.nn.one_hot(labels, len(loss_fn.keywords["class_weights"]))
+    )
+    return jnp.sum(targets @ jnp.asarray(loss_fn.keywords["class_weights"], jnp.float32))
+
+
 CLASS_WEIGHTS = ("none", "balanced", "effective")
 
 

@@ -74,7 +74,7 @@ class PreciseBN:
     """state -> the state with precise BN statistics where evaluation reads them (the EMA's
     when it is kept); frozen layers keep theirs (config.model.freeze)."""
 
-    def __init__(self, model, configs, train_split, mesh):
+    def __init__(self, model, configs, train_split, mesh, state_sharding=None):
         cfg = configs[0].train
         self.members = len(configs) if len(configs) > 1 else 0
         self.batches = [
@@ -85,12 +85,13 @@ class PreciseBN:
         stacked_batch = sharding.stacked_data_sharding(mesh)
         self.sharding = stacked_batch if self.members else sharding.data_sharding(mesh)
         repl = sharding.replicated(mesh)
+        state_sharding = repl if state_sharding is None else state_sharding
         self.moments = jax.jit(
             make_moments(model, self.members),
-            in_shardings=(repl, self.sharding, None),
+            in_shardings=(state_sharding, self.sharding, None),
             out_shardings=repl,
         )
-        self.replace = jax.jit(self._replace, out_shardings=repl)
+        self.replace = jax.jit(self._replace, out_shardings=state_sharding)
 
     def __call__(self, state, images_of=None):
         """`images_of(indices)`: the training images to use (default: as preprocessed)."""

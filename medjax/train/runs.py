@@ -81,7 +81,10 @@ class RunGroup:
         # One compiled program each way: slicing leaf by leaf dispatches (and first compiles)
         # one tiny program per leaf and shape, seconds per checkpoint.
         self._split = jax.jit(lambda s: [jax.tree.map(lambda x, i=i: x[i], s) for i in range(k)])
-        self._stack = jax.jit(lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+        self._stack = jax.jit(
+            lambda states: jax.tree.map(lambda *xs: jnp.stack(xs), *states),
+            out_shardings=experiment.state_sharding,
+        )
 
     def __enter__(self):
         return self
@@ -186,7 +189,7 @@ class RunGroup:
     def stack(self, states: list):
         if not self.exp.vectorized:
             return states[0]
-        return jax.device_put(self._stack(states), sharding.replicated(self.exp.mesh))
+        return self._stack(states)
 
     def rows(self, tree) -> list:
         """Per-run host values of a pytree of (K,)-or-scalar arrays."""

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from medjax.train.accumulate import accumulated
 from medjax.train.finetune import keep_frozen_stats
 
 
@@ -85,11 +86,13 @@ def make_train_step(
     mix_fn=None,
     freeze=(),
     per_run=None,
+    accumulate: int = 1,
 ):
     """(state, images, labels) -> (state, metrics); a non-finite loss leaves the state unchanged.
 
     `per_run(hparams) -> (tx, loss_fn)` builds both from the state's own hyperparameters when
     it carries any (medjax.train.vectorize), in place of the fixed `tx` and `loss_fn`.
+    `accumulate` > 1 computes the gradient in that many micro-batches (medjax.train.accumulate).
     """
 
     def train_step(state: TrainState, images, labels):
@@ -102,7 +105,7 @@ def make_train_step(
             num_classes = model.num_classes
             images, targets = mix_fn(mix_key, images, jax.nn.one_hot(labels, num_classes))
 
-        def objective(params):
+        def objective(params, images, targets, dropout_key):
             logits, updates = model.apply(
                 {"params": params, "batch_stats": state.batch_stats},
                 images,
@@ -112,9 +115,10 @@ def make_train_step(
             )
             return loss_(logits, targets), (logits, updates.get("batch_stats", {}))
 
-        (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params
-        )
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        if accumulate > 1:
+            grad_fn = accumulated(grad_fn, accumulate, loss_)
+        (loss, (logits, batch_stats)), grads = grad_fn(state.params, images, targets, dropout_key)
         updates, opt_state = tx_.update(grads, state.opt_state, state.params)
         new = _update_ema(
             state.replace(
@@ -178,9 +182,12 @@ def jit_steps(
     freeze=(),
     members=0,
     per_run=None,
+    state_sharding=None,
+    accumulate=1,
 ):
-    """The train and eval steps compiled for `mesh`: batches split over `data`, state replicated,
-    the old state's buffers donated to the new one.
+    """The train and eval steps compiled for `mesh`: batches split over the mesh, the state laid
+    out as `state_sharding` says (replicated when None), the old state's buffers donated to the
+    new one.
 
     `members` > 0: the state holds that many runs stacked on a leading axis
     (medjax.train.vectorize) and the train step takes (K, B, ...) batches, one per run, in one
@@ -191,7 +198,10 @@ def jit_steps(
     from medjax.train.vectorize import stacked
 
     repl, batch = replicated(mesh), data_sharding(mesh)
-    train = make_train_step(model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze, per_run)
+    state_sharding = repl if state_sharding is None else state_sharding
+    train = make_train_step(
+        model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze, per_run, accumulate
+    )
     evaluate = make_eval_step(model, flip_tta)
     train_batch = batch
     if members:
@@ -199,9 +209,9 @@ def jit_steps(
         train_batch = stacked_data_sharding(mesh)
     train_step = jax.jit(
         train,
-        in_shardings=(repl, train_batch, train_batch),
-        out_shardings=(repl, repl),
+        in_shardings=(state_sharding, train_batch, train_batch),
+        out_shardings=(state_sharding, repl),
         donate_argnums=0,
     )
-    eval_step = jax.jit(evaluate, in_shardings=(repl, batch), out_shardings=repl)
+    eval_step = jax.jit(evaluate, in_shardings=(state_sharding, batch), out_shardings=repl)
     return train_step, eval_step

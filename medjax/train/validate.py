@@ -87,6 +87,8 @@ RULES = {
     "train.select_mode": _one_of("max", "min"),
     "train.precise_bn": _one_of(*PRECISE_BN_MODES),
     "train.precise_bn_images": _positive,
+    "train.grad_accum_steps": (_positive, "1 updates from each batch at once"),
+    "sharding.strategy": _one_of(*sharding.STRATEGIES),
     "eval.gap_margin": _at_least(0),
     "eval.decision_margin": _at_least(0),
     "eval.batch_size": _positive,
@@ -146,6 +148,13 @@ def validate(config) -> None:
     SCHEDULES.get(config.optimizer.schedule)
     vectorize.check_keys(config.vectorize)
     _check_mlflow_uri(config.log.mlflow_uri)
+    sharding.parse_rules(config.sharding.rules)
+    if config.train.batch_size % config.train.grad_accum_steps:
+        raise ConfigError(
+            f"config.train.batch_size={config.train.batch_size} is not a multiple of "
+            f"config.train.grad_accum_steps={config.train.grad_accum_steps}; micro-batches "
+            f"must be equal"
+        )
     if not config.train.num_steps and config.train.num_epochs <= 0:
         raise ConfigError(
             "set config.train.num_epochs or config.train.num_steps to a positive value"
@@ -192,6 +201,13 @@ def _check_model_keys(config) -> None:
 
 def check_devices(config, mesh) -> None:
     sharding.check_batch_size("config.train.batch_size", config.train.batch_size, mesh)
+    accum = config.train.grad_accum_steps
+    if accum > 1:
+        sharding.check_batch_size(
+            f"config.train.batch_size / grad_accum_steps ({config.train.batch_size} / {accum})",
+            config.train.batch_size // accum,
+            mesh,
+        )
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
 
 
