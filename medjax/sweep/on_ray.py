@@ -10,6 +10,7 @@ others go on.
 """
 
 import contextlib
+import ctypes
 import dataclasses
 import os
 import signal
@@ -33,6 +34,7 @@ from medjax.sweep.runner import (
 )
 
 CONNECT_TIMEOUT_S = 5.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def import_ray():
@@ -152,10 +154,13 @@ def start(address: str | None, gpus: float | None, cpus: float | None, todo: lis
         raise
 
 
-def _unblock_sigint() -> None:
+def _child_setup() -> None:
     # Ray workers block SIGINT, and a blocked signal stays blocked across exec: the run would
     # never see the SIGINT that asks it to save a checkpoint.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if sys.platform == "linux":  # the worker killed (Ray's memory monitor, a lost node): the
+        # run gets SIGTERM, saves a checkpoint and stops, rather than going on unwatched
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_task(argv: list, extra_env: dict, log_path: str) -> tuple[int, str, float]:
@@ -177,7 +182,7 @@ def run_task(argv: list, extra_env: dict, log_path: str) -> tuple[int, str, floa
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_unblock_sigint,
+            preexec_fn=_child_setup,
         )
     try:
         while True:  # in short waits: ray.cancel interrupts Python code, not a blocking wait
@@ -215,17 +220,17 @@ def run_ray(ray, sweep, workdir: str, todo: list, rerun: set, gpus: float, cpus:
     task = ray.remote(run_task).options(num_gpus=gpus, num_cpus=cpus, max_retries=0)
     pending = {}
     with _bar(sweep, todo) as bar:
-        for run in todo:
-            path = run_dir(workdir, run.name)
-            os.makedirs(path, exist_ok=True)
-            clear_failure(path)
-            argv = command(sweep, workdir, run, run.name in rerun)
-            pending[task.remote(argv, env, os.path.abspath(os.path.join(path, LOG)))] = run
-        tqdm.write(
-            f"sweep: {len(todo)} runs sent to Ray ({gpus:g} GPU, {cpus:g} CPU each); each "
-            f"logs to its log.txt"
-        )
         try:
+            for run in todo:
+                path = run_dir(workdir, run.name)
+                os.makedirs(path, exist_ok=True)
+                clear_failure(path)
+                argv = command(sweep, workdir, run, run.name in rerun)
+                pending[task.remote(argv, env, os.path.abspath(os.path.join(path, LOG)))] = run
+            tqdm.write(
+                f"sweep: {len(todo)} runs sent to Ray ({gpus:g} GPU, {cpus:g} CPU each); each "
+                f"logs to its log.txt"
+            )
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in done:
