@@ -1,9 +1,17 @@
 """Run every configuration a sweep file lists, then summarise them over seeds.
 
 python -m medjax.sweep --config experiments/ablations/NAME.py[:args] --workdir DIR
-    [--dry-run | --parallel N | --emit-commands | --submitit [--submitit-param KEY=VALUE ...]]
+    [--dry-run | --parallel N | --ray [ADDRESS] | --emit-commands | --submitit]
     [--overwrite] [--folds K] [--config.KEY=VALUE ...]
 python -m medjax.sweep --summarize DIR
+
+One way to run the sweep per environment:
+  one machine      (no flag) one run after another in this process; --parallel N: N
+                   `python -m medjax.run` processes at a time, GPUs round robin
+  a Ray cluster    --ray [ADDRESS]: one Ray task per run (--ray-gpus-per-run,
+                   --ray-cpus-per-run); no address starts Ray on this machine
+  SLURM            --submitit: one job per run (--submitit-param KEY=VALUE)
+  any scheduler    --emit-commands: one shell command per unfinished run
 
 Each run gets DIR/runs/<its overrides>; starting the same sweep again skips finished runs and
 resumes unfinished ones. DIR/summary.md and DIR/summary.csv hold the results. --folds K runs
@@ -17,7 +25,7 @@ import sys
 
 from medjax.cli import main_guard, split_overrides
 from medjax.errors import ConfigError, TrainingError
-from medjax.sweep import modes, runner
+from medjax.sweep import modes, on_ray, runner
 from medjax.sweep.grid import load_sweep
 from medjax.sweep.summary import write_summary
 from medjax.train import workdir as wd
@@ -43,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
         "(GPUs handed out round robin)",
     )
     mode.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="one Ray task per unfinished run, each a `python -m medjax.run` process; ADDRESS "
+        "(host:6379, ray://host:10001 or auto) is a running cluster whose workers see DIR at "
+        "the same path; without it, Ray starts on this machine (pip install 'medjax[ray]')",
+    )
+    mode.add_argument(
         "--emit-commands",
         action="store_true",
         help="print one shell command per unfinished run, for a scheduler",
@@ -59,6 +77,21 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="submitit executor parameter, e.g. slurm_partition=gpu, timeout_min=60",
+    )
+    p.add_argument(
+        "--ray-gpus-per-run",
+        type=float,
+        default=None,
+        metavar="N",
+        help="GPUs each Ray task asks for (fractions share one); default 1 where the cluster "
+        "has GPUs, else 0",
+    )
+    p.add_argument(
+        "--ray-cpus-per-run",
+        type=float,
+        default=None,
+        metavar="N",
+        help="CPUs each Ray task asks for (default 1)",
     )
     p.add_argument(
         "--overwrite",
@@ -89,6 +122,15 @@ def _submitit_params(items) -> dict:
     return params
 
 
+def _check_ray_args(args) -> None:
+    for kind in ("gpus", "cpus"):
+        value = getattr(args, f"ray_{kind}_per_run")
+        if value is not None and args.ray is None:
+            raise ConfigError(f"--ray-{kind}-per-run is for Ray tasks: add --ray [ADDRESS]")
+        if value is not None and value < 0:
+            raise ConfigError(f"--ray-{kind}-per-run {value:g}: give a number >= 0")
+
+
 def _report(workdir: str) -> dict:
     info = write_summary(workdir)
     line = f"sweep: {info['finished']}/{info['runs']} runs finished"
@@ -108,6 +150,7 @@ def main(argv):
         raise ConfigError("pass --config experiments/ablations/NAME.py and --workdir DIR")
     if args.parallel < 0:
         raise ConfigError(f"--parallel {args.parallel}: give a number of processes >= 1")
+    _check_ray_args(args)
     sweep = load_sweep(
         args.config, overrides, args.folds
     )  # every run's config checked before any starts
@@ -131,6 +174,9 @@ def main(argv):
         for r in sweep.runs
         if r.name in rerun or runner.status_of(runner.run_dir(workdir, r.name)) != "finished"
     ]
+    cluster = None
+    if args.ray is not None:  # Ray missing or its cluster silent: said before anything is written
+        cluster = on_ray.start(args.ray or None, args.ray_gpus_per_run, args.ray_cpus_per_run, todo)
     wd.make(workdir)
     with wd.Lock(workdir):  # one sweep at a time in a workdir
         runner.write_manifest(sweep, workdir, argv)
@@ -146,11 +192,16 @@ def main(argv):
             print(f"when the jobs are done: python -m medjax.sweep --summarize {workdir}")
             return
         try:
-            if args.parallel:
+            if args.ray is not None:
+                if cluster is not None:  # None: every run has finished
+                    cluster.run(sweep, workdir, todo, rerun)
+            elif args.parallel:
                 modes.run_parallel(sweep, workdir, todo, rerun, args.parallel)
             else:
                 modes.run_sequential(sweep, workdir, todo, rerun)
         finally:
+            if cluster is not None:
+                cluster.close()
             info = _report(workdir)
     if info["failed"]:
         names = ", ".join(info["failed_runs"][:3]) + (" ..." if info["failed"] > 3 else "")

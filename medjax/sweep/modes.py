@@ -1,6 +1,7 @@
-"""The four ways to execute a sweep's unfinished runs: one after another in this process (runs
-that config.vectorize allows stacked in one program), N `python -m medjax.run` subprocesses,
-one shell command per run for any scheduler, or one SLURM job per run through submitit."""
+"""Ways to execute a sweep's unfinished runs: one after another in this process (runs that
+config.vectorize allows stacked in one program), N `python -m medjax.run` subprocesses, one
+shell command per run for any scheduler, or one SLURM job per run through submitit. Ray
+tasks are medjax.sweep.on_ray, which needs the optional ray package."""
 
 import json
 import math

@@ -2,7 +2,7 @@
 train together, the command that runs one, and the sweep's own record.
 
 How the runs are executed (in this process, as subprocesses, as commands or SLURM jobs) is
-medjax.sweep.modes. Every run has its own workdir, `<sweep workdir>/runs/<run name>`, so the rules of a single
+medjax.sweep.modes; as Ray tasks, medjax.sweep.on_ray. Every run has its own workdir, `<sweep workdir>/runs/<run name>`, so the rules of a single
 run hold for each: one with results is skipped, one with a checkpoint resumes from it, one
 whose config changed is refused unless --overwrite. A run that fails is recorded in its
 `failed.json` and the others go on; the next start of the sweep tries it again.
