@@ -34,7 +34,7 @@ from medjax.errors import ConfigError
 from medjax.ops import build_augment
 from medjax.perf import input_pipeline
 from medjax.perf.max_batch import find_max_batch
-from medjax.perf.steps import forward_gflops, prepare, time_steps, timed, utilisation_fields
+from medjax.perf.steps import forward_gflops, prepare, time_steps, timed
 from medjax.report import run_card
 from medjax.train import sharding
 from medjax.train.experiment import build_experiment, load_data, pipeline_fns, synthetic_data
@@ -259,7 +259,6 @@ def main(argv):
         host_cpu=hw["host_cpu"],
         jax=run_card.software()["jax"],
     )
-    row.update(utilisation_fields(row, config.model.dtype, hw["device_kind"], args.peak_flops))
     row.update(run_card.peak_memory())
     return emit(row)
 

@@ -103,7 +103,9 @@ def time_steps(ready: Ready, args) -> dict:
         **host,
         "images_in_memory": len(held),
         "input_outpaces_step": bool(host["input_batch_ms"] < train_s * 1e3),
-        "step_gflops": _gflops(mfu.compiled_flops(ready.train_step)),
+        **utilisation_fields(
+            mfu.compiled_flops(ready.train_step), train_s, config.model.dtype, args.peak_flops
+        ),
         "compile_s": round(ready.compile_s, 2),
     }
     if not args.skip_eval:
@@ -123,19 +125,17 @@ def held_split(batch: Split, copies: int = 4, most_bytes: int = 4 << 30) -> Spli
     return Split(np.concatenate([batch.images] * copies), np.concatenate([batch.labels] * copies))
 
 
-def _gflops(flops):
-    return None if flops is None else round(flops / 1e9, 3)
+def _significant(value, digits=4):
+    return None if value is None else float(f"{value:.{digits}g}")
 
 
-def utilisation_fields(row: dict, dtype: str, device_kind: str, peak_override) -> dict:
-    """Achieved TFLOP/s of the train step and its fraction of the device's peak (null where the
-    peak is not known: pass --peak-flops)."""
-    flops = row["step_gflops"] and row["step_gflops"] * 1e9
-    seconds = row["train_step_ms"] / 1e3
-    peak = mfu.peak_flops(device_kind, dtype, peak_override)
-    used = mfu.utilisation(flops, seconds, peak)
+def utilisation_fields(flops, seconds: float, dtype: str, peak_override) -> dict:
+    """One device's GFLOPs per step (XLA's count), its achieved TFLOP/s and their fraction of
+    the device's peak (null where the peak is not known: pass --peak-flops)."""
+    peak = mfu.peak_flops(jax.devices()[0].device_kind, dtype, peak_override)
     return {
-        "step_tflops_per_s": round(flops / seconds / 1e12, 3) if flops else None,
+        "step_gflops": _significant(flops and flops / 1e9),
+        "step_tflops_per_s": _significant(flops and flops / seconds / 1e12),
         "peak_tflops": peak and round(peak / 1e12, 1),
-        "mfu": None if used is None else round(used, 4),
+        "mfu": _significant(mfu.utilisation(flops, seconds, peak), 3),
     }
