@@ -10,10 +10,11 @@ on the current devices.
     python -m medjax.bench --input-pipeline --image-size 224 --channels 3 --batch-size 256
 
 Prints one JSON line per measurement: images/s in steady state (after compilation), compile
-time, device kind and count; for a model, also model FLOPs utilisation (XLA's FLOP count of the
-compiled step over its time, against the device's peak) and the step split into its host part
-(index, gather, transfer of a batch) and its device part. The steps are built by medjax.train.experiment exactly as a run
-of the same config builds them; only the data are random, so only speed is measured. This is what
+time (compile_s: the train step; eval_compile_s: the eval step), device kind and count; for a
+model, also model FLOPs utilisation (XLA's FLOP count of the compiled step over its time,
+against the device's peak) and the step split into its host part (index, gather, transfer of a
+batch) and its device part. The steps are built by medjax.train.experiment exactly as a run of
+the same config builds them; only the data are random, so only speed is measured. This is what
 performance work is judged by; it is a benchmark, not a test.
 """
 
@@ -34,7 +35,7 @@ from medjax.errors import ConfigError
 from medjax.ops import build_augment
 from medjax.perf import input_pipeline
 from medjax.perf.max_batch import find_max_batch
-from medjax.perf.steps import forward_gflops, prepare, time_steps, timed
+from medjax.perf.steps import forward_gflops, predict_max_batch, prepare, time_steps, timed
 from medjax.report import run_card
 from medjax.train import sharding
 from medjax.train.experiment import build_experiment, load_data, pipeline_fns, synthetic_data
@@ -73,7 +74,10 @@ def parse(argv):
         "cache arrays, transfer to the devices) at --image-size/--channels/--batch-size",
     )
     p.add_argument(
-        "--input-dtype", default="uint8", help="with --input-pipeline: the cached pixels' dtype"
+        "--input-dtype",
+        default="uint8",
+        choices=("uint8", "uint16", "float32"),
+        help="with --input-pipeline: the cached pixels' dtype (default uint8)",
     )
     p.add_argument(
         "--input-images",
@@ -245,8 +249,9 @@ def main(argv):
         return emit({**row, **cost_only(exp, shape)})
     if args.batch_size == "max":
         build = lambda b: prepare(experiment_at(config, shape, args.num_classes, b))
-        batch, ready, tried = find_max_batch(
-            build, args.batch_start, args.batch_cap, log=lambda m: print(m, file=sys.stderr)
+        log = lambda m: print(m, file=sys.stderr, flush=True)
+        _, ready, tried = find_max_batch(
+            build, args.batch_start, args.batch_cap, predict_max_batch, log
         )
         row["batch_search"] = tried
     else:

@@ -12,7 +12,7 @@ import pytest
 from medjax import bench
 from medjax.errors import ConfigError
 from medjax.perf import input_pipeline, mfu
-from medjax.perf.max_batch import find_max_batch, is_out_of_memory
+from medjax.perf.max_batch import find_max_batch, is_out_of_memory, predict_from_memory
 from medjax.train import sharding
 
 M, K, N = 128, 256, 64  # batch, inputs, outputs of one dense layer
@@ -67,6 +67,36 @@ def test_max_batch_search_keeps_the_last_batch_before_xla_runs_out_of_memory():
     with pytest.raises(ConfigError, match="even batch 2 ran out of device memory"):
         find_max_batch(lambda b: _xla_out_of_memory(), 2, 8, log=lambda m: None)
     assert is_out_of_memory(MemoryError()) and not is_out_of_memory(RuntimeError("shape"))
+
+
+def test_max_batch_search_jumps_to_the_predicted_batch_and_falls_back_when_it_does_not_fit():
+    fits_up_to = {"limit": 64}
+
+    def try_batch(b):
+        if b > fits_up_to["limit"]:
+            _xla_out_of_memory()
+        return b
+
+    # The first step's memory predicts 100 fit: 2 -> 64 (the largest doubling under 100) -> 128.
+    quiet = {"log": lambda m: None, "predict": lambda b, result: 100}
+    best, _, tried = find_max_batch(try_batch, 2, 1024, **quiet)
+    assert best == 64 and tried == [(2, "fits"), (64, "fits"), (128, "out of memory")]
+    # A prediction too high: the jump runs out, and plain doubling from 2 finds 16.
+    fits_up_to["limit"] = 16
+    best, _, tried = find_max_batch(try_batch, 2, 1024, **quiet)
+    assert best == 16
+    assert tried == [(2, "fits"), (64, "out of memory")] + [(4, "fits"), (8, "fits")] + [
+        (16, "fits"),
+        (32, "out of memory"),
+    ]
+
+
+def test_memory_prediction_extrapolates_the_batch_dependent_part():
+    # 1 GiB of state, 3 GiB more at batch 8: 0.375 GiB per example; 85% of 40 GiB leaves
+    # 33 GiB for examples: 88 of them.
+    gib = 2**30
+    assert predict_from_memory(40 * gib, 1 * gib, 4 * gib, 8) == 88
+    assert predict_from_memory(None, gib, 4 * gib, 8) is None  # the CPU reports no limit
 
 
 def test_input_path_times_each_part_of_a_batch():

@@ -10,6 +10,7 @@ import numpy as np
 
 from medjax.data.source import Split
 from medjax.perf import input_pipeline, mfu
+from medjax.perf.max_batch import predict_from_memory
 from medjax.train import sharding
 
 
@@ -68,6 +69,20 @@ def prepare(exp) -> Ready:
     state, metrics = train_step(state, images, labels)
     jax.block_until_ready(metrics)
     return Ready(exp, train_step, state, images, labels, compile_s)
+
+
+def predict_max_batch(batch: int, ready: Ready) -> int | None:
+    """The largest batch the compiled step's memory at `batch` says would fit on the device
+    (medjax.perf.max_batch.predict_from_memory), or None where jax reports no limit."""
+    stats = jax.devices()[0].memory_stats() or {}
+    try:
+        m = ready.train_step.memory_analysis()
+        used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+        used -= m.alias_size_in_bytes  # the donated state is written in place
+    except Exception:  # no analysis on this backend: plain doubling
+        return None
+    fixed = sum(x.nbytes for x in jax.tree.leaves(ready.state))
+    return predict_from_memory(stats.get("bytes_limit"), fixed, used, batch)
 
 
 def time_steps(ready: Ready, args) -> dict:
