@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # medjax on one GPU, in one command: ResNet-50 and ViT-B/16 at 224 px in bfloat16 at the largest
 # batch that fits (images/s, MFU, the step's host and device parts), the input path's images/s
-# from uint8 and float32 pixels held as a cache hit holds them, and the same two models in
-# PyTorch (torch.compile, channels-last, bf16 autocast) where torch is installed.
+# from pixels held in memory (float32, as the data cache holds them after preprocessing, and
+# uint8, a quarter of the bytes), and the same two models in PyTorch (torch.compile,
+# channels-last, bf16 autocast) where torch is installed.
 #
 #   tools/gpu_bench.sh [OUTDIR]     on the GPU machine; OUTDIR defaults to $OUT, else gpu_bench_out
 #   tools/gpu_bench.sh --wheels     here, with pip's index reachable: medjax's dependencies that a
@@ -108,7 +109,7 @@ done
 if "$TORCH_PY" -c "import torch, torchvision; assert torch.cuda.is_available() or '$WANT' == 'cpu'" 2>>"$LOG"; then
   for model in resnet50:resnet50 vit_b_16:vit_b; do
     b=$(field "$OUTDIR/jax.jsonl" batch_size "${model#*:}" "$DEFAULT_B")
-    say "torch ${model%%:*}: batch $b (medjax's), torch.compile, channels-last, bf16"
+    say "torch ${model%%:*}: batch $b (medjax's), channels-last, bf16 ${TORCH_FLAGS[*]:-torch.compile}"
     timeout "$(allow $TORCH_S)" "$TORCH_PY" tools/torch_gpu_bench.py --model "${model%%:*}" --batch-size "$b" \
       --image-size "$SIZE" --steps "$STEPS" --warmup "$WARMUP" "${TORCH_FLAGS[@]}" \
       >>"$OUTDIR/torch.jsonl" 2>>"$LOG" || say "torch ${model%%:*}: exit $?"
