@@ -5,15 +5,23 @@ on the current devices.
     python -m medjax.bench --config experiments/breastmnist_resnet18.py   # that experiment's step
     python -m medjax.bench --augment                    # default pipeline, 28 px, 224 px, 64^3
     python -m medjax.bench --augment "elastic(p=1.0)|cutout()" --per-op
+    python -m medjax.bench --model resnet50 --image-size 224 --channels 3 --dtype bfloat16 \
+        --batch-size max                       # the largest batch that fits, with MFU
+    python -m medjax.bench --input-pipeline --image-size 224 --channels 3 --batch-size 256
 
 Prints one JSON line per measurement: images/s in steady state (after compilation), compile
-time, device kind and count. The steps are built by medjax.train.experiment exactly as a run
-of the same config builds them; only the data are random, so only speed is measured. This is what
+time (compile_s: the train step; eval_compile_s: the eval step), device kind and count; for a
+model, also model FLOPs utilisation (XLA's FLOP count of the compiled step over its time,
+against the device's peak) and the step split into its host part (index, gather, transfer of a
+batch) and its device part. The steps are built by medjax.train.experiment exactly as a run of
+the same config builds them; only the data are random, so only speed is measured. This is what
 performance work is judged by; it is a benchmark, not a test.
 """
 
 import argparse
+import copy
 import json
+import sys
 import time
 import types
 
@@ -25,9 +33,12 @@ from medjax.cli import at_least, main_guard
 from medjax.configs import apply_overrides, get_base_config, load_config
 from medjax.errors import ConfigError
 from medjax.ops import build_augment
+from medjax.perf import input_pipeline
+from medjax.perf.max_batch import find_max_batch
+from medjax.perf.steps import forward_gflops, predict_max_batch, prepare, time_steps, timed
 from medjax.report import run_card
 from medjax.train import sharding
-from medjax.train.experiment import build_experiment, synthetic_data
+from medjax.train.experiment import build_experiment, load_data, pipeline_fns, synthetic_data
 
 
 def parse(argv):
@@ -41,7 +52,44 @@ def parse(argv):
     p.add_argument("--image-size", type=int, help="input size after preprocessing (default 28)")
     p.add_argument("--channels", type=int, help="input channels (default 1)")
     p.add_argument("--num-classes", type=at_least(2), default=2)
-    p.add_argument("--batch-size", type=int, help="training batch (default 128)")
+    p.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        help="training batch (default 128), or max: the largest that fits, doubling from "
+        "--batch-start to --batch-cap until the device runs out of memory",
+    )
+    p.add_argument("--batch-start", type=at_least(1), default=64, help="with --batch-size max")
+    p.add_argument("--batch-cap", type=at_least(1), default=4096, help="with --batch-size max")
+    p.add_argument(
+        "--peak-flops",
+        type=float,
+        help="one device's peak FLOP/s for the compute dtype, for MFU on a device the table "
+        "in medjax.perf.mfu does not know (default: the table; else mfu is null)",
+    )
+    p.add_argument("--skip-eval", action="store_true", help="time the train step only")
+    p.add_argument(
+        "--input-pipeline",
+        action="store_true",
+        help="time the training input path alone (index stream, gather from the in-memory "
+        "cache arrays, transfer to the devices) at --image-size/--channels/--batch-size",
+    )
+    p.add_argument(
+        "--input-dtype",
+        default="uint8",
+        choices=("uint8", "uint16", "float32"),
+        help="with --input-pipeline: the cached pixels' dtype (default uint8)",
+    )
+    p.add_argument(
+        "--input-images",
+        type=at_least(1),
+        help="with --input-pipeline: images held in memory (default 4 batches, at least 256)",
+    )
+    p.add_argument(
+        "--step-images-per-s",
+        type=float,
+        help="with --input-pipeline: a train step's measured rate, to say whether the input "
+        "path outpaces it",
+    )
     p.add_argument("--steps", type=at_least(1), default=20)
     p.add_argument("--warmup", type=at_least(0), default=3, help="untimed steps after compiling")
     p.add_argument("--dtype", help="compute dtype: float32 (default) or bfloat16")
@@ -76,6 +124,10 @@ def parse(argv):
         help="with --augment: comma-separated image or volume shapes (H x W x C, D x H x W x C)",
     )
     return p.parse_args(argv)
+
+
+def _batch_size(text: str):
+    return "max" if text == "max" else at_least(1)(text)
 
 
 # A typical on-device pipeline: geometry, intensity and noise, as the experiments use.
@@ -145,36 +197,6 @@ def bench_augment(args) -> None:
             )
 
 
-def _forward_gflops(model, state, shape) -> float | None:
-    """XLA's count of one image's forward-pass floating-point operations (multiply and add
-    counted separately, as papers' "FLOPs" = 2 x MACs), at float32 with XLA convolutions so
-    that the count is the model's, not the implementation's."""
-
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    plain = (
-        model.clone(dtype=jnp.float32, conv_impl="xla") if hasattr(model, "conv_impl") else model
-    )
-    x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
-    fn = jax.jit(lambda v, x: plain.apply(v, x, train=False))
-    try:
-        cost = fn.lower(variables, x).cost_analysis()
-    except Exception:  # some backends cannot analyse cost; the rest of the line still stands
-        return None
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
-    flops = (cost or {}).get("flops")
-    return round(flops / 1e9, 3) if flops else None
-
-
-def timed(fn, n):
-    start = time.perf_counter()
-    out = None
-    for _ in range(n):
-        out = fn()
-
-    jax.block_until_ready(out)
-    return time.perf_counter() - start
-
-
 # Flag -> config key, and what the flag means without --config.
 FLAGS = {
     "model": ("model.name", "resnet18"),
@@ -195,6 +217,8 @@ def bench_config(args):
     overrides = []
     for flag, (key, default) in FLAGS.items():
         value = getattr(args, flag)
+        if value == "max":  # a placeholder until medjax.perf.max_batch finds the batch
+            value = args.batch_start
         if value is None and not args.config:
             value = default
         if value is not None:
@@ -209,35 +233,30 @@ def bench_config(args):
 
 def main(argv):
     args = parse(argv)
+    if args.batch_size == "max" and (args.augment is not None or args.input_pipeline):
+        raise ConfigError("--batch-size max is for a model's train step; give a number here")
     if args.augment is not None:
         return bench_augment(args)
     config = bench_config(args)
-
     d = config.data
     shape = (d.image_size, d.image_size, d.channels)
     shape = (d.depth, *shape) if d.depth else shape
-    data = synthetic_data(shape, args.num_classes, config.train.batch_size)
-    # The very program a run of this config trains with: only the data are random.
-    exp = build_experiment([config], data)
-    row = {
-        "model": config.model.name,
-        "input_shape": list(shape),
-        "num_classes": args.num_classes,
-    }
+    if args.input_pipeline:
+        return emit(bench_input(args, config, shape))
+    row = {"model": config.model.name, "input_shape": list(shape), "num_classes": args.num_classes}
     if args.cost_only:
-        variables = jax.eval_shape(
-            lambda: exp.model.init(
-                jax.random.key(0), np.zeros((1, *shape), np.float32), train=False
-            )
+        exp = experiment_at(config, shape, args.num_classes, config.train.batch_size)
+        return emit({**row, **cost_only(exp, shape)})
+    if args.batch_size == "max":
+        build = lambda b: prepare(experiment_at(config, shape, args.num_classes, b))
+        log = lambda m: print(m, file=sys.stderr, flush=True)
+        _, ready, tried = find_max_batch(
+            build, args.batch_start, args.batch_cap, predict_max_batch, log
         )
-        abstract = types.SimpleNamespace(
-            params=variables["params"], batch_stats=variables.get("batch_stats", {})
-        )
-        row["parameters"] = int(sum(x.size for x in jax.tree.leaves(variables["params"])))
-        row["gflops_per_image"] = _forward_gflops(exp.model, abstract, shape)
-        print(json.dumps(row))
-        return row
-    row.update(time_steps(exp, args))
+        row["batch_search"] = tried
+    else:
+        ready = prepare(experiment_at(config, shape, args.num_classes, config.train.batch_size))
+    row.update(time_steps(ready, args))
     hw = run_card.hardware()
     row.update(
         device_kind=hw["device_kind"],
@@ -245,45 +264,66 @@ def main(argv):
         host_cpu=hw["host_cpu"],
         jax=run_card.software()["jax"],
     )
-    print(json.dumps(row))
+    row.update(run_card.peak_memory())
+    return emit(row)
+
+
+def emit(row: dict) -> dict:
+    print(json.dumps(row), flush=True)
     return row
 
 
-def time_steps(exp, args) -> dict:
-    """Images/s of the compiled train and eval steps in steady state, and compile time."""
+def experiment_at(config, shape, num_classes: int, batch_size: int):
+    """The config's training program at `batch_size`, on random data of one batch."""
+    config = copy.deepcopy(config)
+    config.train.batch_size = batch_size
+    # The very program a run of this config trains with: only the data are random.
+    return build_experiment([config], synthetic_data(shape, num_classes, batch_size))
 
-    config, data = exp.config, exp.data.train
-    state = exp.init_state()
-    start = time.perf_counter()
-    train_step = exp.compile_train_step(state)
-    batch = sharding.data_sharding(exp.mesh)
-    images = sharding.to_global(data.images, batch)
-    labels = sharding.to_global(data.labels, batch)
-    eval_step = exp.eval_step.lower(state, images).compile()
-    compile_s = time.perf_counter() - start
-    gflops = _forward_gflops(exp.model, state, exp.data.dataset.image_shape)
-    holder = {"state": state}
 
-    def one_step():
-        holder["state"], metrics = train_step(holder["state"], images, labels)
-        return metrics
-
-    timed(one_step, args.warmup)
-    train_s = timed(one_step, args.steps)
-    timed(lambda: eval_step(holder["state"], images), args.warmup)
-    eval_s = timed(lambda: eval_step(holder["state"], images), args.steps)
-    n = config.train.batch_size
+def cost_only(exp, shape) -> dict:
+    variables = jax.eval_shape(
+        lambda: exp.model.init(jax.random.key(0), np.zeros((1, *shape), np.float32), train=False)
+    )
+    abstract = types.SimpleNamespace(
+        params=variables["params"], batch_stats=variables.get("batch_stats", {})
+    )
     return {
-        "batch_size": n,
-        "dtype": config.model.dtype,
-        "conv": config.model.conv,
-        "augment": list(config.data.augment),
-        "parameters": int(sum(x.size for x in jax.tree.leaves(state.params))),
-        "gflops_per_image": gflops,
-        "train_images_per_s": round(args.steps * n / train_s, 1),
-        "eval_images_per_s": round(args.steps * n / eval_s, 1),
-        "compile_s": round(compile_s, 2),
+        "parameters": int(sum(x.size for x in jax.tree.leaves(variables["params"]))),
+        "gflops_per_image": forward_gflops(exp.model, abstract, shape),
     }
+
+
+def bench_input(args, config, shape) -> dict:
+    """The input path's images/s for batches of `shape` from an in-memory split of
+    --input-dtype pixels, as a cache hit holds them (or the config's own data with --config)."""
+    batch = config.train.batch_size
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size("--batch-size", batch, mesh)
+    if args.config:
+        split, origin = experiment_data(config), args.config
+    else:
+        count = args.input_images or max(4 * batch, 256)
+        split, origin = input_pipeline.synthetic_split(shape, count, args.input_dtype), "synthetic"
+    row = {
+        "input_pipeline": origin,
+        "input_shape": list(split.images.shape[1:]),
+        "input_dtype": str(split.images.dtype),
+        "images_in_memory": len(split),
+        "batch_size": batch,
+        **input_pipeline.time_input(split, batch, mesh, args.steps, args.warmup),
+    }
+    if args.step_images_per_s:
+        row["step_images_per_s"] = args.step_images_per_s
+        row["input_outpaces_step"] = bool(row["input_images_per_s"] > args.step_images_per_s)
+    hw = run_card.hardware()
+    return {**row, **{k: hw[k] for k in ("device_kind", "host_cpu", "host_cpu_cores")}}
+
+
+def experiment_data(config):
+    """The config's training split as a run holds it (read through the data cache)."""
+    preprocess = pipeline_fns(config)[0]
+    return load_data(config, preprocess).train
 
 
 if __name__ == "__main__":
