@@ -1,11 +1,16 @@
 """Train and evaluate one experiment.
 
 python -m medjax.run --config experiments/NAME.py[:args] --workdir DIR [--config.KEY=VALUE]
+
+Several processes (hosts) train one run: start the same command in each with --coordinator,
+--num-processes and --process-id, through `python -m medjax.launch --nproc N -- ...` on one
+machine, or `srun ... python -m medjax.run --distributed ...` on SLURM (README, "Scaling").
 """
 
 import json
 import os
 
+from medjax import hosts
 from medjax.cli import base_parser, config_from_args, main_guard, split_overrides
 
 
@@ -23,19 +28,19 @@ def main(argv):
         help="delete an earlier run with a different config in --workdir (only the files a "
         "medjax run writes; anything else there is refused)",
     )
+    hosts.add_arguments(parser)
     args = parser.parse_args(rest)
     config = config_from_args(args, overrides)
 
-    if os.environ.get("JAX_COORDINATOR_ADDRESS"):  # several hosts: one process on each
-        import jax
-
-        jax.distributed.initialize()
+    hosts.initialize(args)  # several processes: before JAX touches a device
     from medjax.report.experiment import describe
     from medjax.train.loop import train_and_evaluate  # after config errors: JAX import is slow
 
     results = train_and_evaluate(
         config, args.workdir, overwrite=args.overwrite, experiment=describe(args.config, overrides)
     )
+    if not hosts.is_main():
+        return
     test = results["test"]
     ci = test.get("ci95", {})
     print(

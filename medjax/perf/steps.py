@@ -74,7 +74,7 @@ def prepare(exp) -> Ready:
 def predict_max_batch(batch: int, ready: Ready) -> int | None:
     """The largest batch the compiled step's memory at `batch` says would fit on the device
     (medjax.perf.max_batch.predict_from_memory), or None where jax reports no limit."""
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     try:
         m = ready.train_step.memory_analysis()
         used = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes

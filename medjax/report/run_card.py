@@ -69,7 +69,7 @@ def software() -> dict:
 def peak_memory() -> dict:
     """Peak device memory where the backend reports it, and the host's peak resident memory."""
     out = {}
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}  # this process can read its own only
     if "peak_bytes_in_use" in stats:
         out["device_peak_gib"] = round(stats["peak_bytes_in_use"] / 2**30, 3)
     try:

@@ -13,6 +13,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from medjax import hosts
 from medjax.errors import Interrupted, TrainingError
 from medjax.eval import post_hoc
 from medjax.report import run_card, timing
@@ -71,7 +72,14 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
     start = time.perf_counter()
     train_step = exp.compile_train_step(state)
     clock.compile_s = time.perf_counter() - start
-    bar = Progress(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    bar = Progress(
+        total=total,
+        initial=step,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not hosts.is_main(),  # one bar, not one per process
+    )
     with deferred_signals() as stop, bar:
         clock.start_interval()
         while step < total:
@@ -82,7 +90,8 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
             if step < total:
                 runs.read_ahead()  # host work overlaps the device step
             validating = step % exp.schedule.eval_every == 0 or step == total
-            if step % cfg.log_every_steps == 0 or validating:
+            logging = step % cfg.log_every_steps == 0 or validating
+            if logging:
                 log_training(exp, runs, step, (metrics, state.skipped), clock, bar)
                 if validating:
                     validate_and_save(exp, runs, step, state, bar)
@@ -90,7 +99,9 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
             bar.update(1)
             for hook in hooks:
                 hook(step, state)
-            if stop:
+            # Several processes must stop at the same step (the checkpoint is collective):
+            # they agree where they already wait for the device, at logging steps.
+            if stop if jax.process_count() == 1 else (logging and hosts.agree(bool(stop))):
                 runs.save(step, state)
                 raise Interrupted(
                     f"{stop.signal_name} at step {step}: checkpoint saved in "

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from medjax import hosts
 from medjax.data import imbalance
 from medjax.inference import files as inference_files
 from medjax.report import experiment as experiment_record
@@ -111,6 +112,7 @@ class RunGroup:
                 wd.write_json(run.path("data_summary.json"), self.exp.data.summary)
                 if run.experiment is not None:
                     wd.write_json(run.path(experiment_record.EXPERIMENT), run.experiment)
+            hosts.barrier(f"claimed {run.workdir}")  # the others open what process 0 made
             run.ckpts = Checkpoints(
                 run.path("checkpoints"),
                 cfg.keep_checkpoints,
@@ -132,9 +134,9 @@ class RunGroup:
             for step in run.ckpts.all_steps():
                 if step > start:
                     run.ckpts.delete(step)
-            wd.keep_rows_until(run.path(METRICS), start)
             run.earlier_processes = timing.earlier_processes(run.workdir) if start else []
             if jax.process_index() == 0:  # views of the rows just kept (medjax.train.tracking)
+                wd.keep_rows_until(run.path(METRICS), start)
                 rows = wd.read_jsonl(run.path(METRICS))
                 run.trackers = tracking.Trackers(run.config, run.workdir, rows, run.experiment)
         if not start:
@@ -166,13 +168,15 @@ class RunGroup:
     # -- inputs and states ------------------------------------------------------------------
 
     def next_batch(self):
-        """The runs' next training batch as arrays on the mesh, (K, B, ...) when stacked."""
+        """The runs' next training batch as arrays on the mesh, (K, B, ...) when stacked. With
+        several processes each gathers only the images of its own rows."""
         train, (batch_sharding, _) = self.exp.data.train, self.exp.batch_shardings()
-        idx = [r.batches.next() for r in self.runs]
-        images = self._batch([train.images[i] for i in idx])
-        labels = self._batch([train.labels[i] for i in idx])
-        return sharding.to_global(images, batch_sharding), sharding.to_global(
-            labels, batch_sharding
+        idx = self._batch([r.batches.next() for r in self.runs])  # (B,) or (K, B)
+        mine = idx[..., sharding.process_rows(batch_sharding, idx.shape)]
+        images, labels = train.images[mine], train.labels[mine]
+        return (
+            sharding.to_global(images, batch_sharding, (*idx.shape, *images.shape[idx.ndim :])),
+            sharding.to_global(labels, batch_sharding, idx.shape),
         )
 
     def read_ahead(self) -> None:
@@ -245,9 +249,11 @@ class RunGroup:
 
     def save_inference(self, state) -> None:
         """Each run's evaluated variables in its workdir (medjax.inference.files)."""
-        if jax.process_index() == 0:
-            for run, s in zip(self.runs, self.split(state), strict=True):
-                inference_files.save_variables(run.workdir, evaluated_variables(s))
+        for run, s in zip(self.runs, self.split(state), strict=True):
+            # every process takes part: sharded variables are gathered across them
+            variables = sharding.to_host(evaluated_variables(s), self.exp.mesh)
+            if jax.process_index() == 0:
+                inference_files.save_variables(run.workdir, variables)
 
     def record_time(self, clock: timing.ProcessClock) -> None:
         if jax.process_index() == 0:

@@ -191,6 +191,13 @@ def bytes_per_device(tree) -> dict:
     return out
 
 
+def to_host(tree, mesh: Mesh):
+    """`tree` as numpy arrays on every process, whatever its sharding: a collective when the
+    arrays span several processes (FSDP), so every process must call it."""
+    gather = jax.jit(lambda t: t, out_shardings=replicated(mesh))
+    return jax.tree.map(np.asarray, gather(tree))
+
+
 # -- batches ------------------------------------------------------------------------------------
 
 
