@@ -15,6 +15,7 @@ import re
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 from medjax.configs import as_plain, config_diff, describe
@@ -187,9 +188,18 @@ class Checkpoints:
 
     def saved_state(self, step: int) -> dict:
         """The state saved at `step` as written (a tree of arrays, no template to restore it
-        into): for looking inside a checkpoint."""
+        into), on this process's first device whatever mesh wrote it: for looking inside a
+        checkpoint."""
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        path = epath.Path(self.directory) / str(step) / "state"
+        meta = ocp.StandardCheckpointHandler().metadata(path).tree
+        like = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+            meta,
+            is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+        )
         return self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(like))
         ).state
 
     def _restore(self, step: int, like):
