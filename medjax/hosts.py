@@ -13,6 +13,8 @@ Where the coordinates come from, first found wins:
 """
 
 import os
+import socket
+import time
 
 from medjax.errors import ConfigError
 
@@ -62,6 +64,12 @@ def initialize(args) -> None:
         )
     if n is not None and i is not None and not 0 <= i < n:
         raise ConfigError(f"process id {i} is not in 0..{n - 1} (--num-processes {n})")
+    if coordinator and i:
+        # A coordinator that never answers makes JAX abort the process from C++, with no
+        # Python error to turn into a message: wait for its port here first.
+        _wait_for(coordinator, i, args.coordinator_timeout)
+    elif n:
+        print(f"waiting up to {args.coordinator_timeout} s for {n} processes at {coordinator}")
     import jax
 
     try:
@@ -77,6 +85,26 @@ def initialize(args) -> None:
             f"0's host and a free port reachable from here, and that every process was given "
             f"the same --num-processes"
         ) from None
+
+
+def _wait_for(coordinator: str, process: int, timeout: float) -> None:
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"coordinator {coordinator!r}: write HOST:PORT, e.g. 10.0.0.1:1234")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+            return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"process {process} could not join the run through coordinator "
+                    f"{coordinator} within {timeout:g} s ({error}). Check that process 0 is "
+                    f"running, that HOST:PORT is process 0's host and a port reachable from "
+                    f"here, and that every process was given the same --coordinator"
+                ) from None
+            time.sleep(0.5)
 
 
 def is_main() -> bool:

@@ -64,7 +64,10 @@ def supervise(procs: list) -> int:
     try:
         while True:
             codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            # a process killed by a signal is the cause; the others' errors follow from it
+            failed = sorted(
+                ((i, c) for i, c in enumerate(codes) if c not in (None, 0)), key=lambda f: f[1] > 0
+            )
             if failed and not forwarded:
                 i, code = failed[0]
                 stop(procs)

@@ -8,6 +8,7 @@ cannot resume another experiment's checkpoints.
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -64,18 +65,21 @@ def newest_config(directory: str) -> tuple[int, dict | None] | None:
         )
     if not os.path.isdir(directory) or not os.listdir(directory):
         return None
-    # Not read_only=True, which logs three warnings on every resume; this writes nothing.
-    manager = ocp.CheckpointManager(
-        os.path.abspath(directory), options=ocp.CheckpointManagerOptions(create=False)
-    )
+    # Read as files, not through a CheckpointManager: with several processes, creating one is
+    # a collective, and only process 0 claims the workdir. A step folder is named by its
+    # step once Orbax has finished it; the JSON item is one file.
+    steps = sorted(int(e) for e in os.listdir(directory) if e.isdigit())
+    if not steps:
+        return None
+    path = os.path.join(directory, str(steps[-1]), "data", "metadata")
     try:
-        step = manager.latest_step()
-        if step is None:
-            return None
-        data = manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore())).data
-        return step, _unpack(data)[1]
-    finally:
-        manager.close()
+        with open(path) as f:
+            return steps[-1], _unpack(json.load(f))[1]
+    except (OSError, ValueError) as error:
+        raise WorkdirError(
+            f"the newest checkpoint in {directory} (step {steps[-1]}) cannot be read ({error}); "
+            f"delete its folder to resume from the one before, or pass --overwrite"
+        ) from None
 
 
 def _unpack(data: dict) -> tuple[dict, dict | None]:
