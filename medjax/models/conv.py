@@ -57,8 +57,9 @@ def _gemm_wins(kind: str, w_shape, dt) -> bool:
     return kind == "dw" or jnp.dtype(dt) == jnp.bfloat16
 
 
-def _batch_chunk(n, per_image):
-    cb = max(1, min(n, _CHUNK_ELEMS // max(per_image, 1)))
+def _batch_chunk(n, per_image, elems=_CHUNK_ELEMS):
+    """The largest divisor of n whose chunk holds at most `elems` elements (at least 1)."""
+    cb = max(1, min(n, elems // max(per_image, 1)))
     while n % cb:
         cb -= 1
     return cb
