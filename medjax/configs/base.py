@@ -95,7 +95,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Regexes over parameter paths ("stage1_block0/conv1/kernel") to freeze, with their
     # batch-norm statistics: "^(?!head)" trains only the head.
     c.model.freeze = ()
-    c.model.conv = "auto"  # convolution: gemm (fast on CPU), xla (lax.conv), auto (gemm on CPU)
+    c.model.conv = "auto"  # 2D/depthwise/3D convs: gemm (CPU forms), xla (lax.conv), auto
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # see medjax.train.optimizers

@@ -11,7 +11,7 @@ Why: with XLA:CPU (jax 0.12) on a 2-core AVX-512/AMX Xeon, measured per layer of
   * im2col cost is dominated by touching fresh memory (64 ms for one 130 MB buffer, ~25 ms
     in 16 reused chunks), so every formulation walks the batch in chunks of ~2^19 elements.
 So the convolution is a `custom_vjp` whose weight gradient (and, in bfloat16, also forward and
-input gradient) are im2col GEMMs over batch chunks, with the multiplies in the compute dtype
+input gradient; in float32 also a strided conv's input gradient) are im2col GEMMs over batch chunks, with the multiplies in the compute dtype
 and float32 accumulation. On GPUs and TPUs the vendor convolutions are better; `impl="auto"` uses them there.
 """
 
@@ -43,22 +43,27 @@ def _xla(x, w, s, p, dt):
     )
 
 
-def _gemm_wins(kind: str, w_shape, dt) -> bool:
-    """Static choice per pass, from measurements of ResNet-18 at 28 px (see module docstring).
+def _gemm_wins(kind: str, w_shape, dt, stride: int = 1) -> bool:
+    """Static choice per pass, from per-layer measurements of ResNet-18 at 28 px.
 
-    The weight gradient always gains from the GEMM form. The forward pass and the input
-    gradient gain only in bfloat16, where the GEMMs run on AMX; in float32 XLA's own
-    convolution is as fast for them and needs no patch buffers. With a tiny contraction (the
-    1-channel stem) XLA's direct convolution wins everywhere.
+    The weight gradient always gains from the GEMM form, even for the 1-channel stem. The
+    forward pass and the input gradient gain in bfloat16, where the GEMMs use the CPU's
+    bfloat16 instructions; in float32 XLA's own convolution is as fast for them and needs no
+    patch buffers, except the input gradient of a strided conv, which XLA computes as a
+    convolution of the zero-interleaved gradient. With a tiny contraction (the 1-channel
+    stem) XLA's direct convolution wins the forward pass and input gradient.
     """
+    if kind == "dw":
+        return True
     k, kw, cin, cout = w_shape
     if k * kw * min(cin, cout) < 64:
         return False
-    return kind == "dw" or jnp.dtype(dt) == jnp.bfloat16
+    return jnp.dtype(dt) == jnp.bfloat16 or (kind == "dx" and stride > 1)
 
 
-def _batch_chunk(n, per_image):
-    cb = max(1, min(n, _CHUNK_ELEMS // max(per_image, 1)))
+def _batch_chunk(n, per_image, elems=_CHUNK_ELEMS):
+    """The largest divisor of n whose chunk holds at most `elems` elements (at least 1)."""
+    cb = max(1, min(n, elems // max(per_image, 1)))
     while n % cb:
         cb -= 1
     return cb
@@ -172,7 +177,8 @@ def _conv_fwd(x, w, stride, pad, dt):
 
 def _conv_bwd(stride, pad, dt, res, g):
     x, w = res
-    gemm_dx, gemm_dw = _gemm_wins("dx", w.shape, dt), _gemm_wins("dw", w.shape, dt)
+    gemm_dx = _gemm_wins("dx", w.shape, dt, stride)
+    gemm_dw = _gemm_wins("dw", w.shape, dt)
     if not (gemm_dx and gemm_dw):  # XLA's transposed convolutions, traced once for both
         _, vjp = jax.vjp(lambda a, b: _xla(a, b, stride, pad, dt), x, w.astype(dt))
         dx, dw = vjp(g.astype(F32))

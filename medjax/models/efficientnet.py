@@ -116,9 +116,16 @@ class MBConv(nn.Module):
                 y = cn(y, self.features, 1, 1, "project", act=False)
         else:
             y = cn(x, expanded, 1, 1, "expand") if expanded != inputs else x
-            y = depthwise(expanded, self.kernel, self.stride, self.dtype, "dw_conv", self.tf_same)(
-                y
+            dw = depthwise(
+                expanded,
+                self.kernel,
+                self.stride,
+                self.dtype,
+                "dw_conv",
+                self.tf_same,
+                self.conv_impl,
             )
+            y = dw(y)
             y = self.act(self.norm(name="dw_norm")(y, train)).astype(self.dtype)
             y = y * SqueezeExcite(max(1, inputs // 4), self.act, self.dtype, name="se")(y)
             y = cn(y, self.features, 1, 1, "project", act=False)

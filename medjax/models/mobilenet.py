@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.conv import Conv
+from medjax.models.depthwise import DepthwiseConv
 from medjax.models.layers import conv_norm_act, pooled_head, stage_features, with_epsilon
 from medjax.models.registry import MODELS, check_input_size, keras_layout, small_stem
 
@@ -52,20 +53,14 @@ def small_strides(strides: Sequence[int]) -> tuple[int, ...]:
 
 
 def depthwise(
-    features: int, kernel: int, stride: int, dtype, name: str, tf_same: bool = False
-) -> nn.Conv:
-    """A bias-free depthwise kxk convolution with torch's symmetric k//2 padding, or with
-    TensorFlow's "SAME" padding (lax's "SAME" is TF's: the odd pixel after) when `tf_same`."""
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        stride,
-        padding="SAME" if tf_same else kernel // 2,
-        feature_group_count=features,
-        use_bias=False,
-        dtype=dtype,
-        name=name,
-    )
+    features: int, kernel: int, stride: int, dtype, name: str, tf_same: bool = False, impl="auto"
+) -> DepthwiseConv:
+    """A bias-free depthwise kxk convolution (`features` must be the input's channels) with
+    torch's symmetric k//2 padding, or with TensorFlow's "SAME" padding (lax's "SAME" is TF's:
+    the odd pixel after) when `tf_same`."""
+    del features  # one filter per input channel
+    padding = "SAME" if tf_same else kernel // 2
+    return DepthwiseConv(kernel, stride, padding, dtype, impl, name=name)
 
 
 class InvertedResidual(nn.Module):
@@ -85,7 +80,8 @@ class InvertedResidual(nn.Module):
         if self.expand_ratio != 1:
             y = Conv(hidden, 1, dtype=self.dtype, impl=self.conv_impl, name="expand_conv")(y)
             y = self.act(self.norm(name="expand_norm")(y, train)).astype(self.dtype)
-        y = depthwise(hidden, 3, self.stride, self.dtype, "dw_conv", self.tf_same)(y)
+        dw = depthwise(hidden, 3, self.stride, self.dtype, "dw_conv", self.tf_same, self.conv_impl)
+        y = dw(y)
         y = self.act(self.norm(name="dw_norm")(y, train)).astype(self.dtype)
         # Linear bottleneck: no activation after the projection.
         y = Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name="project_conv")(y)

@@ -20,21 +20,14 @@ import jax.numpy as jnp
 
 from medjax.errors import ConfigError
 from medjax.models.cnn import check_cnn_config
+from medjax.models.conv3d import Conv3D
 from medjax.models.layers import pooled_head, stage_features
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
 
-def _conv(features, kernel, stride, dtype, name):
+def _conv(features, kernel, stride, dtype, name, impl="auto"):
     """Bias-free 3D conv with torch's symmetric padding (kernel // 2), as Conv3d(bias=False)."""
-    return nn.Conv(
-        features,
-        kernel,
-        stride,
-        padding=[(k // 2, k // 2) for k in kernel],
-        use_bias=False,
-        dtype=dtype,
-        name=name,
-    )
+    return Conv3D(features, tuple(kernel), stride, dtype, impl, name=name)
 
 
 def check_in_plane(name: str, x, downsampling: int) -> None:
@@ -59,6 +52,7 @@ class CNN3D(nn.Module):
     act: Callable
     norm: Any
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -70,7 +64,7 @@ class CNN3D(nn.Module):
                 pool = nn.max_pool if self.pool == "max" else nn.avg_pool
                 x = pool(x, (2, 2, 2), (2, 2, 2))
             for j in range(self.convs_per_stage):
-                x = _conv(width, k, 1, self.dtype, f"conv{i}_{j}")(x)
+                x = _conv(width, k, 1, self.dtype, f"conv{i}_{j}", self.conv_impl)(x)
                 x = self.act(self.norm(name=f"norm{i}_{j}")(x, train)).astype(self.dtype)
             x = stage_features(self, f"stage{i}", x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
@@ -83,15 +77,17 @@ class BasicBlock3D(nn.Module):
     act: Callable
     norm: Any
     dtype: Any
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool):
-        y = _conv(self.features, (3, 3, 3), self.stride, self.dtype, "conv1")(x)
+        conv = lambda k, s, name: _conv(self.features, k, s, self.dtype, name, self.conv_impl)
+        y = conv((3, 3, 3), self.stride, "conv1")(x)
         y = self.act(self.norm(name="norm1")(y, train))
-        y = _conv(self.features, (3, 3, 3), 1, self.dtype, "conv2")(y.astype(self.dtype))
+        y = conv((3, 3, 3), 1, "conv2")(y.astype(self.dtype))
         y = self.norm(name="norm2")(y, train)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _conv(self.features, (1, 1, 1), self.stride, self.dtype, "proj")(x)
+            x = conv((1, 1, 1), self.stride, "proj")(x)
             x = self.norm(name="proj_norm")(x, train)
         return self.act(y + x).astype(self.dtype)
 
@@ -104,13 +100,14 @@ class ResNet3D(nn.Module):
     act: Callable
     norm: Any
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         check_in_plane("resnet3d_18", x, 8 if self.small_stem else 16)
         x = x.astype(self.dtype)
         kernel, stride = ((3, 3, 3), 1) if self.small_stem else ((3, 7, 7), (1, 2, 2))
-        x = _conv(64, kernel, stride, self.dtype, "stem_conv")(x)
+        x = _conv(64, kernel, stride, self.dtype, "stem_conv", self.conv_impl)(x)
         x = self.act(self.norm(name="stem_norm")(x, train)).astype(self.dtype)
         x = stage_features(self, "stem", x)
         for i, blocks in enumerate(self.stage_sizes):
@@ -122,6 +119,7 @@ class ResNet3D(nn.Module):
                     self.act,
                     self.norm,
                     self.dtype,
+                    self.conv_impl,
                     name=f"stage{i + 1}_block{j}",
                 )(x, train)
             x = stage_features(self, f"stage{i + 1}", x)
@@ -142,6 +140,7 @@ def cnn3d(cfg, num_classes, image_size, act, norm, dtype):
         act,
         norm,
         dtype,
+        cfg.conv,
     )
 
 
@@ -150,4 +149,4 @@ def resnet3d_18(cfg, num_classes, image_size, act, norm, dtype):
     small = small_stem(cfg, image_size)
     # Neither stem strides in depth; the three stride-2 stages halve it 8x.
     check_input_size("resnet3d_18", image_size, 8)
-    return ResNet3D(num_classes, (2, 2, 2, 2), small, cfg.dropout, act, norm, dtype)
+    return ResNet3D(num_classes, (2, 2, 2, 2), small, cfg.dropout, act, norm, dtype, cfg.conv)

@@ -5,7 +5,7 @@ blocks 2-4 of separable convs, each halving the map with a 3x3 'same' max-pool a
 strided 1x1-conv + norm shortcut. Middle flow: blocks 5-12, three act -> separable conv ->
 norm each, identity shortcut. Exit flow: block 13 (as the entry blocks) and block 14 (two
 separable convs with norm and act), global average pool and a linear head. A separable conv is
-a bias-free depthwise 3x3 (flax nn.Conv with one group per channel) and a bias-free pointwise
+a bias-free depthwise 3x3 (medjax.models.depthwise) and a bias-free pointwise
 1x1, both with 'same' padding, as Keras' SeparableConv2D(use_bias=False).
 
 Names are Keras' (block1_conv1, block1_conv1_bn, block2_sepconv1/{depthwise,pointwise},
@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.models.conv import Conv
+from medjax.models.depthwise import DepthwiseConv
 from medjax.models.layers import pooled_head, stage_features
 from medjax.models.registry import MODELS, check_input_size, small_stem
 
@@ -39,16 +40,7 @@ class SeparableConv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        c = x.shape[-1]
-        x = nn.Conv(
-            c,
-            (3, 3),
-            padding=1,
-            feature_group_count=c,
-            use_bias=False,
-            dtype=self.dtype,
-            name="depthwise",
-        )(x)
+        x = DepthwiseConv(3, 1, 1, self.dtype, self.conv_impl, name="depthwise")(x)
         return Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name="pointwise")(x)
 
 
