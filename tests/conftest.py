@@ -51,6 +51,21 @@ def _compilation_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def uncached_compilation():
+    """For tests that compare compiled programs' text: compile them, rather than load them from
+    the session's cache (a loaded program prints with other debug metadata)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    folder = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    cc.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", folder)
+    cc.reset_cache()
+
+
+@pytest.fixture
 def medmnist_file():
     def find(name: str) -> str:
         data_dir = os.environ.get("MEDJAX_DATA_DIR")
