@@ -25,6 +25,46 @@ def _cache_in_tmp(tmp_path_factory):
         os.environ["MEDJAX_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """One persistent JAX compilation cache for the session (and the commands tests start):
+    most tests train the same tiny programs, which then compile once, not once per test.
+    Cached executables are XLA's own serialised output, so results do not change."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    folder = str(tmp_path_factory.mktemp("jax-cache"))
+    env = {"JAX_COMPILATION_CACHE_DIR": folder, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    cc.set_cache_dir(folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    cc.reset_cache()  # JAX opens the cache once per process: make it open this one
+    yield
+    jax.config.update("jax_compilation_cache_dir", None)
+    cc.reset_cache()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def uncached_compilation():
+    """For tests that compare compiled programs' text: compile them, rather than load them from
+    the session's cache (a loaded program prints with other debug metadata)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as cc
+
+    folder = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    cc.reset_cache()
+    yield
+    jax.config.update("jax_compilation_cache_dir", folder)
+    cc.reset_cache()
+
+
 @pytest.fixture
 def medmnist_file():
     def find(name: str) -> str:
@@ -111,3 +151,33 @@ def folder_run(tmp_path_factory):
     )
     train_and_evaluate(config, str(root / "run"))
     return str(root / "run"), config, data
+
+
+QUESTION = "Do faint lesions show?"
+
+
+@pytest.fixture(scope="session")
+def phantom_run(tmp_path_factory):
+    """A finished tiny phantom run shared by the tests of what reads a finished run (load_run,
+    evaluate, explain, report); dataset-fitted z-scoring, EMA weights, plots and an experiment
+    record make each of them meaningful. Tests that change a workdir change a copy (copytree).
+    A SimpleNamespace: workdir, config, results."""
+    import types
+
+    from medjax.report.experiment import describe
+    from medjax.train.loop import train_and_evaluate
+
+    root = tmp_path_factory.mktemp("phantom_run")
+    experiment = root / "lesions.py"
+    experiment.write_text(f'"""{QUESTION}\n\nData: the phantom."""\n')
+    record = describe(f"{experiment}:runlocal", [("seed", "0")])
+    config = tiny_config(
+        **{
+            "data.preprocess": ("value_range(min=0.0, max=1.0)", "zscore(scope='dataset')"),
+            "train.ema_decay": 0.9,
+            "log.plots": True,
+        }
+    )
+    workdir = str(root / "run")
+    results = train_and_evaluate(config, workdir, experiment=record)
+    return types.SimpleNamespace(workdir=workdir, config=config, results=results)

@@ -9,17 +9,15 @@ from medjax.cli import main_guard
 from medjax.evaluate import main
 from medjax.inference import load_run
 from medjax.train import workdir as wd
-from medjax.train.loop import train_and_evaluate
-
-from .conftest import tiny_config
 
 PLOTS = {"roc_pr.png", "confusion_matrix.png", "reliability.png"}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("run"))
-    return workdir, train_and_evaluate(tiny_config(**{"log.plots": True}), workdir)
+def trained(phantom_run):
+    """The shared tiny run (with its plots): nothing here writes into its workdir."""
+    assert phantom_run.config.log.plots
+    return phantom_run.workdir, phantom_run.results
 
 
 def _evaluate(argv, capsys=None):

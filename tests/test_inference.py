@@ -17,19 +17,18 @@ from medjax.eval import classification_metrics
 from medjax.inference import files, load_run
 from medjax.ops import build_preprocess
 from medjax.train.experiment import load_data, pipeline_fns
-from medjax.train.loop import train_and_evaluate
 
-from .conftest import ROOT, tiny_config
+from .conftest import ROOT
 
 ZSCORE = ("value_range(min=0.0, max=1.0)", "zscore(scope='dataset')")
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("finished"))
-    config = tiny_config(**{"data.preprocess": ZSCORE, "train.ema_decay": 0.9})
-    results = train_and_evaluate(config, workdir)
-    return config, workdir, results
+def finished(phantom_run):
+    """The shared tiny run: dataset-fitted z-scoring (ZSCORE) and EMA weights."""
+    assert tuple(phantom_run.config.data.preprocess) == ZSCORE
+    assert phantom_run.config.train.ema_decay > 0
+    return phantom_run.config, phantom_run.workdir, phantom_run.results
 
 
 def test_loaded_run_reproduces_its_test_probabilities(finished):

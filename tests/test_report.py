@@ -16,10 +16,8 @@ from PIL import Image
 
 from medjax.cli import main_guard
 from medjax.report.__main__ import main
-from medjax.report.experiment import describe
-from medjax.train.loop import train_and_evaluate
 
-from .conftest import tiny_config
+from .conftest import QUESTION
 
 HEADINGS = [
     "Question",
@@ -35,14 +33,10 @@ HEADINGS = [
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("report")
-    experiment = root / "lesions.py"
-    experiment.write_text('"""Do faint lesions show?\n\nData: the phantom."""\n')
-    workdir = str(root / "run")
-    record = describe(f"{experiment}:runlocal", [("seed", "0")])
-    train_and_evaluate(tiny_config(**{"log.plots": True}), workdir, experiment=record)
-    return workdir
+def finished_run(phantom_run):
+    """The shared tiny run, with its plots and the experiment file's question (QUESTION)."""
+    assert phantom_run.config.log.plots
+    return phantom_run.workdir
 
 
 class Page(html.parser.HTMLParser):
@@ -120,7 +114,7 @@ def test_report_of_a_run_with_plots_gallery_and_extra_results(finished_run, tmp_
     # learning curves, roc, the newer gallery: in that order
     assert _decoded_sizes(page) == [(40, 30), (41, 31), (42, 33)]
     text = " ".join(page.text)
-    assert "Do faint lesions show?" in text and "Data: the phantom." in text
+    assert QUESTION in text and "Data: the phantom." in text
     for needle in ("0.31", "0.9 [0.8, 0.95]", "0.042", "the decision rule shifted"):
         assert needle in text, needle
     auc, (low, high) = results["test"]["auc"], results["test"]["ci95"]["auc"]

@@ -308,7 +308,8 @@ def test_summary_tables_intervals_paired_tests_and_plots(tmp_path):
         assert (tmp_path / image).stat().st_size > 5000 and f"]({image})" in md
 
 
-def test_emitted_commands_rebuild_each_runs_config(tmp_path, capsys):
+def test_emitted_commands_rebuild_each_runs_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # the tests' own: a user's would be kept
     workdir = str(tmp_path / "w")
     sweep = load_sweep(SMOKE)
     _write_run(runner.run_dir(workdir, sweep.runs[0].name), 0.9, 0.9, 0.9)  # finished: left out

@@ -107,7 +107,7 @@ def test_a_bad_key_fails_before_any_file_is_read(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_bench_times_the_program_a_run_trains_with(tmp_path):
+def test_bench_times_the_program_a_run_trains_with(tmp_path, uncached_compilation):
     """`bench --config FILE` compiles the very train step a run of FILE trains with: only
     the data are random."""
     path = tmp_path / "experiment.py"
