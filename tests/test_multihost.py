@@ -78,6 +78,7 @@ def test_two_processes_train_what_one_process_trains(runs):
         assert results[1]["test"][metric] == pytest.approx(results[0]["test"][metric], abs=0.016)
     card = json.loads((two / "run_card.json").read_text())
     assert card["hardware"]["process_count"] == 2 and card["hardware"]["device_count"] == 4
+    assert card["mesh"] == {"data": 4, "fsdp": 1, "sharding": "replicated"}
 
 
 def test_only_process_0_writes_the_workdir(runs):

@@ -253,6 +253,7 @@ def card(exp, run, parameters: int, start: int, clock) -> dict:
     """The run card: what ran, on what, for how long."""
     return {
         "hardware": run_card.hardware(),
+        "mesh": {**exp.mesh.shape, "sharding": exp.config.sharding.strategy},
         "software": run_card.software(),
         "seed": run.config.seed,
         "data": {"image_shape": list(exp.data.dataset.image_shape), **exp.data.summary},
