@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import pathlib
+import signal
 import socket
 import sys
 import textwrap
@@ -54,11 +55,13 @@ SWEEP_FILE = textwrap.dedent(
 def ray_cpu():
     ray = pytest.importorskip("ray")
     # the workers (and the runs they start) inherit this process's environment
+    handlers = {sig: signal.getsignal(sig) for sig in on_ray.SIGNALS}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JAX_PLATFORMS", "cpu")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+    on_ray.restore_signals(handlers)  # later tests expect the default SIGTERM handling
 
 
 @pytest.fixture(scope="module")

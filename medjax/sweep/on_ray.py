@@ -130,6 +130,9 @@ class Cluster:
     connected_here: bool  # and so disconnected (and a local Ray stopped) by close()
     gpus: float
     cpus: float
+    # ray.init installs its own SIGTERM handler and shutdown leaves it: put back this
+    # process's own, so a later run in it saves a checkpoint on SIGTERM again
+    handlers: dict = dataclasses.field(default_factory=dict)
 
     def run(self, sweep, workdir: str, todo: list, rerun: set) -> None:
         run_ray(self.ray, sweep, workdir, todo, rerun, self.gpus, self.cpus)
@@ -137,6 +140,16 @@ class Cluster:
     def close(self) -> None:
         if self.connected_here:
             self.ray.shutdown()
+        restore_signals(self.handlers)
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def restore_signals(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def start(address: str | None, gpus: float | None, cpus: float | None, todo: list):
@@ -145,12 +158,14 @@ def start(address: str | None, gpus: float | None, cpus: float | None, todo: lis
     import_ray()
     if not todo:
         return None
+    handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
     ray, connected, local = connect(address)
     try:
-        return Cluster(ray, connected, *resources(ray, gpus, cpus, local))
+        return Cluster(ray, connected, *resources(ray, gpus, cpus, local), handlers)
     except BaseException:
         if connected:
             ray.shutdown()
+        restore_signals(handlers)
         raise
 
 
