@@ -2,9 +2,9 @@
 sensitivity at the argmax threshold against an unweighted run with the same seed and budget;
 the README quotes the ranges over seeds 0-4 (`tools/bench_imbalance.py` measures them all).
 
-Measured (jax 0.12.0.1, CPU; test sensitivity over 42 malignant images, none / balanced
-sampler / effective-number weights): seed 0: 0.52 / 0.71 / 0.76, seed 1: 0.48 / 0.74 / 0.64,
-seed 2: 0.36 / 0.62 / 0.64, seed 3: 0.60 / 0.79 / 0.79, seed 4: 0.57 / 0.74 / 0.79; test AUC
+Measured (jax 0.12.0.1, CPU, 2026-12-01; test sensitivity over 42 malignant images, none /
+balanced sampler / effective-number weights): seed 0: 0.52 / 0.71 / 0.76, seed 1: 0.48 / 0.74 /
+0.64, seed 2: 0.29 / 0.62 / 0.64, seed 3: 0.60 / 0.79 / 0.79, seed 4: 0.57 / 0.74 / 0.79; test AUC
 0.82-0.85 in every run: the balancing moves the operating point toward the minority class, it
 does not make a better ranker.
 
@@ -50,7 +50,7 @@ def recipe(path, seed=0, **changes):
 
 # The README's ranges over seeds 0-4: malignant test sensitivity per run, and test AUC.
 README_SENSITIVITY = {
-    "none": (0.36, 0.60),
+    "none": (0.29, 0.60),
     "balanced sampler": (0.62, 0.79),
     "effective weights": (0.64, 0.79),
 }
