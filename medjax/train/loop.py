@@ -103,10 +103,13 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
             # they agree where they already wait for the device, at logging steps.
             if stop if jax.process_count() == 1 else (logging and hosts.agree(bool(stop))):
                 runs.save(step, state)
+                # only another process was signalled: exit as a stopped process would
+                name = stop.signal_name or "SIGTERM"
                 raise Interrupted(
-                    f"{stop.signal_name} at step {step}: checkpoint saved in "
-                    f"{', '.join(runs.workdirs)}. Run the same command again to resume",
-                    stop.signal_name,
+                    f"{stop.signal_name or 'a stop request to another process'} at step "
+                    f"{step}: checkpoint saved in {', '.join(runs.workdirs)}. Run the same "
+                    f"command again to resume",
+                    name,
                 )
     return state
 
