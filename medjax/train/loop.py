@@ -101,7 +101,8 @@ def train(exp, runs: RunGroup, state, step: int, clock, hooks=()):
                 hook(step, state)
             # Several processes must stop at the same step (the checkpoint is collective):
             # they agree where they already wait for the device, at logging steps.
-            if stop if jax.process_count() == 1 else (logging and hosts.agree(bool(stop))):
+            can_stop = logging or jax.process_count() == 1
+            if can_stop and hosts.agree(bool(stop)):
                 runs.save(step, state)
                 # only another process was signalled: exit as a stopped process would
                 name = stop.signal_name or "SIGTERM"
