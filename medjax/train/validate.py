@@ -21,6 +21,7 @@ from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.segment.checks import check_segment
 from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
@@ -143,6 +144,7 @@ def validate(config) -> None:
             raise ConfigError(f"config.{key}={config[section][field]!r} {problem}{hint}")
     _check_data_keys(config.data)
     _check_model_keys(config)
+    check_segment(config)
     LOSSES.get(config.loss.name)
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)

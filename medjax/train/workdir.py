@@ -31,6 +31,7 @@ OUTPUTS = (
     "tensorboard",
     "mlflow.json",
     "experiment.json",
+    "segmenter",
 )
 LOCK = ".medjax.lock"
 
