@@ -7,6 +7,7 @@ rewritten data exactly as on any data: `build_experiment(configs, prior.data)`.
 import dataclasses
 import time
 
+import jax
 import numpy as np
 
 from medjax.data.source import Dataset, Split
@@ -32,16 +33,14 @@ def prepare(configs, workdirs, overwrite: bool = False, hooks=()) -> Prior | Non
     config = configs[0]
     if not config.segment.model:
         return None
-    if len(configs) > 1:
+    if len(configs) > 1 or jax.process_count() > 1:
         raise ConfigError(
-            "config.segment.model trains one run at a time; leave config.vectorize empty (a "
-            "sweep runs each seed as its own run)"
+            "config.segment.model trains one run at a time in one process; leave "
+            "config.vectorize empty (a sweep runs each seed as its own run) and start one process"
         )
     validate.validate(config)  # before any data is read or the workdir written
     start = time.perf_counter()
-    dataset, _, summary, fitted = load_preprocessed(
-        config, build_preprocess(config.data.preprocess)
-    )
+    dataset, summary, fitted = load_preprocessed(config, build_preprocess(config.data.preprocess))
     masks = load_masks(config.data)
     check_aligned(dataset.splits, masks, dataset.origin)
     seg = stage1.Segmenter(config, dataset.image_shape)

@@ -98,11 +98,12 @@ def pipeline_fns(config):
 def load_data(config, preprocess) -> Data:
     """The configured data, preprocessed (from the data cache when it has them), with the
     training split over-sampled when config.data.oversample asks."""
-    return with_oversampling(*load_preprocessed(config, preprocess))
+    dataset, summary, fitted = load_preprocessed(config, preprocess)
+    return with_oversampling(dataset, config, summary, fitted)
 
 
 def load_preprocessed(config, preprocess):
-    """(dataset, config, summary, statistics fitted on train): the configured data
+    """(dataset, its summary, the statistics fitted on train): the configured data
     preprocessed, from the data cache when it has them."""
 
     def build():  # skipped when the cache has the result
@@ -118,7 +119,7 @@ def load_preprocessed(config, preprocess):
         )
         + f" ({summary.get('split_method', 'official')})"
     )
-    return dataset, config, summary, fitted
+    return dataset, summary, fitted
 
 
 def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> Data:
