@@ -16,7 +16,7 @@ def segment_review_config(arg, model: str, use: str):
     c.segment.model = model
     c.segment.use = use
     c.segment.widths = (16, 32, 64)
-    c.segment.atrous_rates = (2, 4, 6)  # the paper's (6, 12, 18) at stride 16, for a 7 px map
+    c.segment.atrous_rates = (2, 4, 6)  # the paper's (6, 12, 18) scaled to a 14 px feature map
     c.segment.steps = 400
     c.segment.eval_every_steps = 50
     c.segment.margin = 0.25
