@@ -12,7 +12,11 @@ mask): BreastMNIST and PneumoniaMNIST have no masks, so they are refused.
 Command:
     python -m medjax.run --config experiments/review/deeplabv3plus_channel_classify.py:seed=0 --workdir runs/review/dlv3p_channel0
     python -m medjax.run --config experiments/review/deeplabv3plus_channel_classify.py:runlocal --workdir /tmp/x
-Result: see RESULT below (filled in from measured runs).
+Result (phantom, 2048/512/512 ultrasound images, 28 px, seeds 0-2; 2 shared CPU cores):
+DeepLabV3+ reaches test Dice 0.723 +- 0.006, IoU 0.566 +- 0.008; the classifier with the mask
+channel test AUC 0.947 +- 0.007 (balanced accuracy 0.887 +- 0.013; seeds 0.938, 0.951, 0.951),
+against 0.951 +- 0.003 (0.885 +- 0.008) for the plain CNN on whole images
+(experiments/review/plain_cnn.py:data=phantom): no gain within the seeds' spread.
 """
 
 from medjax.configs.review_segment import segment_review_config
