@@ -47,7 +47,8 @@ def augmented_grid(config, examples: int, draws: int, with_mix: bool = False):
             rows.append(images)
             continue
         augment_key, _, mix_key = step_keys(state_key, step)
-        out = jax.jit(jax.vmap(exp.augment_fn))(example_keys(augment_key, examples), images)
+        keys = example_keys(augment_key, examples)
+        out = jax.jit(jax.vmap(exp.augment_fn))(keys, images, train.labels[pick])
         if with_mix and exp.mix_fn is not None:
             onehot = jax.nn.one_hot(train.labels[pick], dataset.num_classes)
             out, _ = exp.mix_fn(mix_key, out, onehot)

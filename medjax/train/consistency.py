@@ -25,16 +25,22 @@ COMPARED = ("accuracy", "balanced_accuracy", "auc")
 
 
 def augmenter(augment_fn, seed: int, chunk: int = 256):
-    """(images, indices) -> `images` through the training augmentation, image k with a key
-    fixed by (`seed`, `indices[k]`): the same draws every time the check runs. Compiled once,
-    reused for every batch."""
+    """(images, indices, labels) -> `images` through the training augmentation (per-class ops
+    by `labels`, as in training), image k with a key fixed by (`seed`, `indices[k]`): the same
+    draws every time the check runs. Compiled once, reused for every batch."""
     batched = jax.jit(jax.vmap(augment_fn))
     base = jax.random.fold_in(jax.random.key(seed), 7)
     keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
 
-    def augment(images: np.ndarray, indices) -> np.ndarray:
+    def augment(images: np.ndarray, indices, labels) -> np.ndarray:
         out = [
-            np.asarray(batched(keys(np.asarray(indices[s : s + chunk])), images[s : s + chunk]))
+            np.asarray(
+                batched(
+                    keys(np.asarray(indices[s : s + chunk])),
+                    images[s : s + chunk],
+                    np.asarray(labels[s : s + chunk]),
+                )
+            )
             for s in range(0, len(images), chunk)
         ]
         return np.concatenate(out)
@@ -53,10 +59,12 @@ def as_trained(exp, trained):
         exp.data.dataset.splits["val"],
     )
     augment = augmenter(exp.augment_fn, seed)
-    images = augment(val.images, np.arange(len(val)))
+    images = augment(val.images, np.arange(len(val)), val.labels)
     state = trained
     if exp.precise_bn:
-        state = exp.precise_bn(trained, lambda idx: augment(train.images[idx], idx))
+        state = exp.precise_bn(
+            trained, lambda idx: augment(train.images[idx], idx, train.labels[idx])
+        )
     return dataclasses.replace(val, images=images), state
 
 

@@ -99,7 +99,8 @@ def make_train_step(
         tx_, loss_ = per_run(state.hparams) if per_run and state.hparams else (tx, loss_fn)
         aug_key, dropout_key, mix_key = step_keys(jax.random.wrap_key_data(state.rng), state.step)
         if augment_fn is not None:
-            images = jax.vmap(augment_fn)(example_keys(aug_key, len(images)), images)
+            keys = example_keys(aug_key, len(images))
+            images = jax.vmap(augment_fn)(keys, images, labels)
         targets = labels
         if mix_fn is not None:
             num_classes = model.num_classes
