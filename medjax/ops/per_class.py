@@ -35,7 +35,11 @@ def parse_per_class(specs) -> list[tuple[int | str, str]]:
         if not ref or not spec:
             raise ConfigError(f"{KEY} entry {entry!r}: need both a class and an op")
         _check_is_augmentation(spec, entry)
-        _build([spec], AUGMENT_OPS)
+        try:
+            _build([spec], AUGMENT_OPS)
+        except ConfigError as e:  # name this key, not data.augment
+            message = str(e).replace(f" in {AUGMENT_OPS.config_key}", "")
+            raise ConfigError(f"{KEY} entry {entry!r}: {message}") from None
         out.append((int(ref) if ref.lstrip("-").isdigit() else ref, spec))
     return out
 

@@ -82,16 +82,18 @@ def gaps(exp, trained, plain, plain_metrics) -> list[tuple]:
         ci95 = e.bootstrap_samples and paired_difference_ci(
             val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed
         )
-        gap, found = train_eval_gap(plain_m, aug_m, ci95 or {}, e.gap_margin)
+        per_class = bool(config.data.augment_per_class)
+        gap, found = train_eval_gap(plain_m, aug_m, ci95 or {}, e.gap_margin, per_class)
         out.append(({k: aug_m[k] for k in COMPARED}, gap, found))
     return out
 
 
 def train_eval_gap(
-    plain: dict, augmented: dict, ci95: dict, margin: float
+    plain: dict, augmented: dict, ci95: dict, margin: float, per_class: bool = False
 ) -> tuple[dict, list[str]]:
     """(augmented minus plain per metric, with "ci95" its paired intervals; warnings) for the
-    validation split: a gap counts when it is above `margin` and its interval excludes 0."""
+    validation split: a gap counts when it is above `margin` and its interval excludes 0.
+    `per_class`: the augmentation depends on the label (config.data.augment_per_class)."""
     gap = {k: round(augmented[k] - plain[k], 4) for k in COMPARED if k in plain}
     # Without an interval (eval.bootstrap_samples=0) the margin alone decides.
     known = {k: ci95.get(k) or [np.inf, -np.inf] for k in gap}
@@ -107,6 +109,12 @@ def train_eval_gap(
             f"(random_affine/elastic with order=1, or p=1.0 so no image stays sharp), "
             f"batch-norm statistics of augmented images (train.precise_bn='on'), intensity "
             f"augmentation or mixing that shifts every image the same way"
+            + (
+                "; per-class augmentation (data.augment_per_class): the network may read the "
+                "class from the augmentation itself (milder ops, or p < 1, for that class)"
+                if per_class
+                else ""
+            )
         )
     if better:
         found.append(
