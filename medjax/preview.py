@@ -121,9 +121,11 @@ def main(argv):
     originals, grid, labels, names = augmented_grid(
         config, args.examples, args.draws, args.with_mix
     )
+    per_class = list(config.data.augment_per_class)
     title = "\n".join(
         textwrap.wrap(f"preprocess: {' -> '.join(config.data.preprocess)}", 140)
         + textwrap.wrap(f"augment: {' -> '.join(config.data.augment) or '(none)'}", 140)
+        + (per_class and textwrap.wrap(f"per class: {'; '.join(per_class)}", 140))
         + ([f"mix: {config.data.mix}"] if config.data.mix and args.with_mix else [])
     )
     save_grid(originals, grid, labels, names, title, args.out)

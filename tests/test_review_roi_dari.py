@@ -181,6 +181,19 @@ def test_per_class_ops_touch_only_their_class_inside_jit():
     np.testing.assert_array_equal(out, jax.jit(jax.vmap(by_index))(keys, images, labels))
 
 
+def test_mode_instead_replaces_the_shared_ops_for_the_class_only():
+    images = jnp.asarray(np.random.default_rng(2).random((6, 16, 16, 1)), jnp.float32)
+    labels = jnp.array([0, 1, 2, 0, 1, 2])
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(5), i))(jnp.arange(6))
+    shared = ("cutout(size=0.5, value=7.0, p=1.0)",)
+    fn = build_labelled_augment(shared, ("2: random_flip(p=1.0)",), ["a", "b", "c"], "instead")
+    out = np.asarray(jax.vmap(fn)(keys, images, labels))
+    np.testing.assert_array_equal(out[2::3], images[2::3, :, ::-1])  # flipped, no cutout
+    np.testing.assert_array_equal(out[:2], jax.vmap(build_augment(shared))(keys[:2], images[:2]))
+    with pytest.raises(ConfigError, match="augment_per_class_mode must be one of after, instead"):
+        validate.validate(tiny_config(**{"data.augment_per_class_mode": "before"}))
+
+
 def test_the_gap_check_augments_validation_images_by_their_labels():
     images = np.random.default_rng(1).random((6, 16, 16, 1)).astype(np.float32)
     labels = np.array([0, 1, 0, 1, 2, 2], np.int32)

@@ -8,7 +8,9 @@ plain_cnn.py) with the same data, budget and seeds?
 Design: class-dependent data augmentation (config.data.augment_per_class, medjax.ops.per_class):
 the listed ops run after data.augment, only on examples of their class. `:balanced` also
 draws classes equally (data.sampler="balanced"), so malignant images are repeated more often
-and each repeat gets a fresh draw of the stronger augmentation.
+and each repeat gets a fresh draw of the stronger augmentation. `:mode=instead` runs the
+stronger ops in place of the shared ones for the malignant class (one resampling, as for the
+other class) rather than after them (`:mode=after`, the default: resampled twice).
 Data: BreastMNIST (breast ultrasound, 546/78/156, malignant 27%, class 0); `:data=phantom`
 (minority: the lesion class 1) for a smoke run.
 Command:
@@ -25,9 +27,10 @@ STRONG = ("random_affine(rotate=30, zoom=0.1, shift=0.1)", "elastic(alpha=8.0, s
 
 
 def get_config(arg=None):
-    c, a = review_config(arg, balanced=False)
+    c, a = review_config(arg, balanced=False, mode="after")
     minority = c.eval.positive_class  # malignant on BreastMNIST, the lesion on the phantom
     c.data.augment_per_class = tuple(f"{minority}: {op}" for op in STRONG)
+    c.data.augment_per_class_mode = a.mode
     if a.balanced:
         c.data.sampler = "balanced"
     return c.lock()

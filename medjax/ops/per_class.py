@@ -2,9 +2,11 @@
 usually the minority ones.
 
 `config.data.augment_per_class` lists entries "CLASS: op(...)", CLASS a class index or name
-(e.g. ("malignant: random_affine(rotate=30)", "malignant: random_elastic()")). After the
-shared `config.data.augment`, the ops listed for class c run, in order, on the examples whose
-label is c; every other example leaves them bit for bit as the shared augmentation made it.
+(e.g. ("malignant: random_affine(rotate=30)", "malignant: elastic()")). The ops listed for
+class c run, in order, on the examples whose label is c: after the shared
+`config.data.augment` (`config.data.augment_per_class_mode="after"`), or in its place
+("instead", so that a class's images are not resampled twice and blurred more than the
+others'). Every other example is left bit for bit as the shared augmentation made it.
 Each example still draws from its own key, so the same seed gives the same augmentation,
 resumed or not.
 """
@@ -16,6 +18,7 @@ from medjax.errors import ConfigError
 from medjax.ops.pipeline import AUGMENT_OPS, MIX_OPS, PREPROCESS_OPS, _build, build_augment, op_name
 
 KEY = "config.data.augment_per_class"
+MODES = ("after", "instead")  # config.data.augment_per_class_mode
 # The per-class ops draw from a stream of the example's key that the shared ops (folded with
 # their position, 0, 1, ...) never reach.
 _STREAM = 2**30
@@ -79,10 +82,18 @@ def resolve(parsed, class_names) -> dict[int, tuple[str, ...]]:
     return by_class
 
 
-def build_labelled_augment(shared_specs, per_class_specs, class_names):
-    """One `(key, image, label) -> image` function: the shared ops, then those of the
-    example's class; None when there are no ops at all. `label` may be left out only when
-    no class has ops of its own."""
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(
+            f"config.data.augment_per_class_mode must be one of {', '.join(MODES)}, not {mode!r}"
+        )
+
+
+def build_labelled_augment(shared_specs, per_class_specs, class_names, mode="after"):
+    """One `(key, image, label) -> image` function: the shared ops, then (mode "after") or
+    in their place ("instead") those of the example's class; None when there are no ops at
+    all. `label` may be left out only when no class has ops of its own."""
+    check_mode(mode)
     by_class = resolve(parse_per_class(per_class_specs), class_names)
     if not shared_specs and not by_class:
         return None
@@ -90,7 +101,7 @@ def build_labelled_augment(shared_specs, per_class_specs, class_names):
     extra = {c: build_augment(specs) for c, specs in sorted(by_class.items())}
 
     def apply(key, image, label=None):
-        image = shared(key, image)
+        original, image = image, shared(key, image)
         if not extra:
             return image
         if label is None:
@@ -98,7 +109,7 @@ def build_labelled_augment(shared_specs, per_class_specs, class_names):
         key = jax.random.fold_in(key, _STREAM)
         for c, fn in extra.items():
             # computed for every example (shapes are static under vmap), kept for class c only
-            changed = fn(jax.random.fold_in(key, c), image)
+            changed = fn(jax.random.fold_in(key, c), image if mode == "after" else original)
             image = jnp.where(label == c, changed.astype(image.dtype), image)
         return image
 

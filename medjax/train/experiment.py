@@ -161,7 +161,7 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         validate.validate(c)
     vectorize.check(configs)
     config = configs[0]  # everything but the vectorized keys is shared
-    preprocess, augment, mix = pipeline_fns(config)
+    preprocess, _, mix = pipeline_fns(config)
     mesh = sharding.make_mesh(config.mesh)
     validate.check_devices(config, mesh)
     data = data or load_data(config, preprocess)
@@ -169,7 +169,10 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
     validate.check_data(config, dataset.class_names, len(dataset.splits["train"]))
     # (key, image, label): the per-class ops need the data's class names
     augment = build_labelled_augment(
-        config.data.augment, config.data.augment_per_class, dataset.class_names
+        config.data.augment,
+        config.data.augment_per_class,
+        dataset.class_names,
+        config.data.augment_per_class_mode,
     )
     schedule = make_schedule(config, len(dataset.splits["train"]))
     model = build_model(config.model, dataset.num_classes, dataset.image_shape[0])

@@ -21,7 +21,7 @@ from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
-from medjax.ops.per_class import parse_per_class
+from medjax.ops.per_class import check_mode, parse_per_class
 from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
@@ -181,6 +181,7 @@ def _check_data_keys(data) -> None:
     build_preprocess(data.preprocess)
     build_augment(data.augment)
     parse_per_class(data.augment_per_class)
+    check_mode(data.augment_per_class_mode)
     build_mix(data.mix)
 
 
