@@ -241,6 +241,7 @@ def _smoke(spec, tmp_path):
         config.train.num_steps, config.model.widths = 4, (4, 8)
         config.data.num_train, config.data.num_val, config.data.num_test = 64, 32, 32
         config.eval.bootstrap_samples, config.log.plots = 0, False
+        config.train.precise_bn = "on" if "dari" in spec else "off"
     return config, train_and_evaluate(config, str(tmp_path / "run"))
 
 
