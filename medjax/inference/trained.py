@@ -58,6 +58,11 @@ class TrainedRun:
 
         return logits
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run predicts several findings per image (one sigmoid each)."""
+        return self.config.loss.name in MULTI_LABEL_LOSSES
+
     def probs_fn(self, flip_tta: bool | None = None, temperature: float | None = None):
         """Pure (variables, images) -> class probabilities as the run's test computed them
         (flip TTA when its config used it); with `temperature`, calibrated as it was fitted:
@@ -65,8 +70,7 @@ class TrainedRun:
         logits = self.logits_fn()
         tta = self.config.eval.flip_tta if flip_tta is None else flip_tta
         # multi-label runs: each finding's own sigmoid (they have no temperature)
-        multi_label = self.config.loss.name in MULTI_LABEL_LOSSES
-        link = jax.nn.sigmoid if multi_label else functools.partial(jax.nn.softmax, axis=-1)
+        link = jax.nn.sigmoid if self.multi_label else functools.partial(jax.nn.softmax, axis=-1)
 
         def probs(variables, images):
             p = link(logits(variables, images))
