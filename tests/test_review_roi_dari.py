@@ -194,6 +194,11 @@ def test_mode_instead_replaces_the_shared_ops_for_the_class_only():
         validate.validate(tiny_config(**{"data.augment_per_class_mode": "before"}))
 
 
+def test_per_class_ops_on_multi_label_data_are_one_error():
+    with pytest.raises(ConfigError, match="needs one class per image; this data is multi-label"):
+        build_labelled_augment((), ("0: random_flip()",), ["a", "b"], multi_label=True)
+
+
 def test_the_gap_check_augments_validation_images_by_their_labels():
     images = np.random.default_rng(1).random((6, 16, 16, 1)).astype(np.float32)
     labels = np.array([0, 1, 0, 1, 2, 2], np.int32)

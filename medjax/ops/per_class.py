@@ -89,11 +89,18 @@ def check_mode(mode: str) -> None:
         )
 
 
-def build_labelled_augment(shared_specs, per_class_specs, class_names, mode="after"):
+def build_labelled_augment(
+    shared_specs, per_class_specs, class_names, mode="after", multi_label=False
+):
     """One `(key, image, label) -> image` function: the shared ops, then (mode "after") or
     in their place ("instead") those of the example's class; None when there are no ops at
     all. `label` may be left out only when no class has ops of its own."""
     check_mode(mode)
+    if multi_label and per_class_specs:
+        raise ConfigError(
+            f"{KEY} needs one class per image; this data is multi-label (an image has several "
+            f"findings), so leave {KEY} empty"
+        )
     by_class = resolve(parse_per_class(per_class_specs), class_names)
     if not shared_specs and not by_class:
         return None

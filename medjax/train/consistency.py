@@ -18,8 +18,8 @@ import dataclasses
 import jax
 import numpy as np
 
-from medjax.eval import classification_metrics, paired_difference_ci
-from medjax.train.evaluate import predict_runs
+from medjax.eval import paired_difference_ci
+from medjax.train.evaluate import metrics_of_runs, predict_runs
 
 COMPARED = ("accuracy", "balanced_accuracy", "auc")
 
@@ -78,9 +78,14 @@ def gaps(exp, trained, plain, plain_metrics) -> list[tuple]:
     out = []
     for config, p, a, plain_m in zip(exp.configs, plain, aug, plain_metrics, strict=True):
         positive, e = config.eval.positive_class, config.eval
-        aug_m = classification_metrics(val.labels, a, num_classes, positive, bootstrap=0)
-        ci95 = e.bootstrap_samples and paired_difference_ci(
-            val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed
+        aug_m = metrics_of_runs([a], val.labels, [config], num_classes)[0]
+        # multi-label: the margin alone decides (no paired intervals per finding)
+        ci95 = (
+            e.bootstrap_samples
+            and val.labels.ndim == 1
+            and paired_difference_ci(
+                val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed
+            )
         )
         per_class = bool(config.data.augment_per_class)
         gap, found = train_eval_gap(plain_m, aug_m, ci95 or {}, e.gap_margin, per_class)

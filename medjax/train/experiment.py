@@ -85,7 +85,8 @@ class Experiment:
         images = jax.ShapeDtypeStruct(
             (*batch, *self.data.dataset.image_shape), np.float32, sharding=train_sharding
         )
-        labels = jax.ShapeDtypeStruct(batch, np.int32, sharding=train_sharding)
+        findings = self.data.dataset.splits["train"].labels.shape[1:]  # multi-label: (L,)
+        labels = jax.ShapeDtypeStruct((*batch, *findings), np.int32, sharding=train_sharding)
         return self.train_step.lower(state, images, labels).compile()
 
 
@@ -166,13 +167,16 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
     validate.check_devices(config, mesh)
     data = data or load_data(config, preprocess)
     dataset = data.dataset
-    validate.check_data(config, dataset.class_names, len(dataset.splits["train"]))
+    validate.check_data(
+        config, dataset.class_names, len(dataset.splits["train"]), dataset.multi_label
+    )
     # (key, image, label): the per-class ops need the data's class names
     augment = build_labelled_augment(
         config.data.augment,
         config.data.augment_per_class,
         dataset.class_names,
         config.data.augment_per_class_mode,
+        dataset.multi_label,
     )
     schedule = make_schedule(config, len(dataset.splits["train"]))
     model = build_model(config.model, dataset.num_classes, dataset.image_shape[0])
@@ -226,6 +230,7 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         per_run=per_run if hparams[0] else None,
         state_sharding=state_sharding,
         accumulate=config.train.grad_accum_steps,
+        multi_label=dataset.multi_label,
     )
 
     def initial_state():

@@ -23,7 +23,7 @@ from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.ops.per_class import check_mode, parse_per_class
 from medjax.train import sharding, tracking, vectorize
-from medjax.train.losses import CLASS_WEIGHTS, LOSSES
+from medjax.train.losses import CLASS_WEIGHTS, LOSSES, MULTI_LABEL_LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
 from medjax.train.precise_bn import MODES as PRECISE_BN_MODES
 from medjax.weights.load import SOURCES as WEIGHT_SOURCES
@@ -214,8 +214,9 @@ def check_devices(config, mesh) -> None:
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
 
 
-def check_data(config, class_names: list, num_train: int) -> None:
+def check_data(config, class_names: list, num_train: int, multi_label: bool = False) -> None:
     """The keys whose valid values depend on the loaded data."""
+    check_task(config, len(class_names), multi_label)
     if not 0 <= config.eval.positive_class < len(class_names):
         raise ConfigError(
             f"config.eval.positive_class={config.eval.positive_class} is not one of "
@@ -225,4 +226,28 @@ def check_data(config, class_names: list, num_train: int) -> None:
         raise ConfigError(
             f"config.train.batch_size={config.train.batch_size} exceeds the {num_train} "
             f"training images; lower it"
+        )
+
+
+def check_task(config, num_labels: int, multi_label: bool) -> None:
+    """Multi-label data (several findings per image) and single-label data each take their own
+    loss, and the class-balancing methods that draw or make images by class take only one
+    class per image."""
+    multi_loss = config.loss.name in MULTI_LABEL_LOSSES
+    if multi_label and not multi_loss:
+        raise ConfigError(
+            f"the data is multi-label ({num_labels} findings per image, each present or absent); "
+            f"set config.loss.name='sigmoid_bce' (one sigmoid per finding), not "
+            f"{config.loss.name!r}"
+        )
+    if multi_loss and not multi_label:
+        raise ConfigError(
+            f"config.loss.name={config.loss.name!r} is for multi-label data, but this data has "
+            f"one class per image; use 'softmax_xent' or 'focal'"
+        )
+    if multi_label and (config.data.sampler != "shuffle" or config.data.oversample):
+        raise ConfigError(
+            "multi-label data has no single class per image to balance by: use "
+            "config.data.sampler='shuffle' and config.data.oversample='', and "
+            "config.loss.class_weights='balanced' (per-finding positive weights) instead"
         )
