@@ -66,6 +66,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.range_check = "raise"
     c.data.augment = ()
     c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
+    # Per-class augmentation (medjax.ops.per_class; issue 15, DARI-style): "CLASS: op(...)"
+    # entries, CLASS an index or name; run after data.augment on that class's examples only.
+    c.data.augment_per_class = ()
+    c.data.augment_per_class_mode = "after"  # after data.augment, or instead of it
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn"  # see medjax.models.MODELS.names() and the README's model table

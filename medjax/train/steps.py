@@ -100,7 +100,8 @@ def make_train_step(
         tx_, loss_ = per_run(state.hparams) if per_run and state.hparams else (tx, loss_fn)
         aug_key, dropout_key, mix_key = step_keys(jax.random.wrap_key_data(state.rng), state.step)
         if augment_fn is not None:
-            images = jax.vmap(augment_fn)(example_keys(aug_key, len(images)), images)
+            keys = example_keys(aug_key, len(images))
+            images = jax.vmap(augment_fn)(keys, images, labels)
         multi_label = labels.ndim == 2  # (B, L) findings; else (B,) class indices
         targets = labels
         if mix_fn is not None:

@@ -21,6 +21,7 @@ from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.ops.per_class import check_mode, parse_per_class
 from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES, MULTI_LABEL_LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
@@ -179,6 +180,8 @@ def _check_data_keys(data) -> None:
     imbalance.parse_oversample(data.oversample)
     build_preprocess(data.preprocess)
     build_augment(data.augment)
+    parse_per_class(data.augment_per_class)
+    check_mode(data.augment_per_class_mode)
     build_mix(data.mix)
 
 
