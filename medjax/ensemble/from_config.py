@@ -3,7 +3,7 @@ the members its config names that are not finished, then combines them (medjax.e
 
 `config.ensemble.members` holds one entry per member: a config spec with optional overrides,
 "experiments/review/plain_cnn.py:seed=1 --config.model.widths=(8,16)", trained into
-<members_dir>/<i>-<config name> (members_dir: config.ensemble.members_dir, or D/members), or
+<members_dir>/<i>-<its model name> (members_dir: config.ensemble.members_dir, or D/members), or
 the path of a finished workdir, used as it is. As in a sweep (medjax.sweep.runner), a member
 with results is skipped, one with a checkpoint resumes exactly, and one whose workdir holds
 another config is refused unless --overwrite, all checked before anything trains.
@@ -88,8 +88,7 @@ def plan(config, workdir: str, overwrite: bool = False) -> list[Plan]:
                 f"command and name its finished workdir as the member"
             )
         validate(member)
-        name = os.path.basename(head.partition(".py")[0])
-        path = os.path.join(members_dir(config, workdir), f"{i}-{name}")
+        path = os.path.join(members_dir(config, workdir), f"{i}-{member.model.name}")
         rerun = _stale(path, member, spec, overwrite)
         plans.append(Plan(spec, path, member, describe_experiment(head, overrides), rerun))
     return plans
