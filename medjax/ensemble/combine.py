@@ -47,11 +47,11 @@ def _stacking_model(seed: int) -> LogisticRegression:
     return LogisticRegression(max_iter=1000, random_state=seed)
 
 
-def stacking_folds(val_labels, seed: int) -> StratifiedKFold:
+def stacking_folds(val_labels, classes: int, seed: int) -> StratifiedKFold:
     """The stratified folds of validation that give stacking's out-of-sample val predictions."""
-    smallest = int(np.bincount(val_labels).min(initial=0)) if len(val_labels) else 0
+    smallest = int(np.bincount(val_labels, minlength=classes).min())
     folds = min(STACKING_FOLDS, smallest)
-    if folds < 2 or len(np.unique(val_labels)) < 2:
+    if folds < 2:
         raise DataError(
             f"stacking fits its combiner on validation with {STACKING_FOLDS}-fold "
             f"cross-validation, which needs at least 2 validation images of every class (the "
@@ -68,17 +68,12 @@ def stacking(val, test, val_labels, seed):
     (each image predicted by a fit that never saw it), so its metrics are not in-sample."""
     features = lambda p: np.concatenate(list(p), axis=-1)  # (N, M * C)
     x_val, x_test = features(val), features(test)
-    folds = stacking_folds(val_labels, seed)
+    classes = val.shape[-1]
+    folds = stacking_folds(val_labels, classes, seed)
     val_out = cross_val_predict(
         _stacking_model(seed), x_val, val_labels, cv=folds, method="predict_proba"
     )
     model = _stacking_model(seed).fit(x_val, val_labels)
-    classes = val.shape[-1]
-    if len(model.classes_) != classes:  # a class absent from validation: no column for it
-        raise DataError(
-            f"stacking needs every class in the validation labels; they hold "
-            f"{len(model.classes_)} of {classes}"
-        )
     notes = {
         "stacking": {
             "model": "sklearn LogisticRegression(max_iter=1000), L2, C=1",
