@@ -28,6 +28,11 @@ from .test_weights import resnet18_state, write_torch_zip
 RNG = np.random.default_rng(0)
 
 
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _probs(members, n, classes=2, rng=RNG):
     return rng.dirichlet(np.ones(classes), (members, n))
 
@@ -47,7 +52,8 @@ def test_hard_voting_is_the_majority_with_ties_broken_by_mean_probability():
         votes[np.arange(200), member.argmax(-1)] += 1
     mean = probs.mean(0)
     expected = [
-        max(np.flatnonzero(v == v.max()), key=lambda c, m=m: m[c]) for v, m in zip(votes, mean)
+        max(np.flatnonzero(v == v.max()), key=lambda c, m=m: m[c])
+        for v, m in zip(votes, mean, strict=True)
     ]
     assert (votes.max(1) == 2).sum() > 20  # the tie-break is exercised
     np.testing.assert_array_equal(out.argmax(-1), expected)
@@ -120,7 +126,7 @@ def test_cli_combines_workdirs_into_a_run_like_workdir_that_can_be_a_member(tmp_
     saved = np.load(os.path.join(out, "predictions", "test.npz"))
     np.testing.assert_allclose(saved["probs"], test.mean(0), rtol=1e-6)
     np.testing.assert_array_equal(saved["labels"], yt)
-    assert json.load(open(os.path.join(out, "run_card.json")))["members"] == 3
+    assert _read(os.path.join(out, "run_card.json"))["members"] == 3
     nested = str(tmp_path / "nested")  # the ensemble is itself a member
     ensemble_cli(["--workdirs", out, dirs[0], "--workdir", nested, "--bootstrap", "0"])
     nested_test = np.load(os.path.join(nested, "predictions", "test.npz"))["probs"]
@@ -201,7 +207,7 @@ def test_an_ensemble_config_trains_its_members_then_skips_or_resumes_them(tmp_pa
         first = json.load(f)
     assert [m["workdir"] for m in first["members"]] == members
     assert first["method"] == "stacking" and "ci95" in first["test"]
-    config = json.load(open(os.path.join(members[1], "config.json")))
+    config = _read(os.path.join(members[1], "config.json"))
     assert config["model"]["activation"] == "gelu" and config["train"]["num_steps"] == 4
 
     stamp = os.path.getmtime(os.path.join(members[0], "results.json"))
