@@ -14,8 +14,10 @@ Members (each the plain recipe with `:seed` and `:data`; trained into WORKDIR/me
 Data: BreastMNIST by default; `:data=pneumoniamnist` or `:data=phantom`.
 Command (the three methods share the seed's members, trained once):
     python -m medjax.run --config experiments/review/ensemble_cnns.py:seed=0,method=soft \
-        --workdir runs/review/ens_cnns_soft0 --config.ensemble.members_dir=runs/review/ens_cnns_members0
-    python -m medjax.run --config experiments/review/ensemble_cnns.py:runlocal,data=phantom --workdir /tmp/x
+        --workdir runs/review/ens_cnns_soft0 \
+        --config.ensemble.members_dir=runs/review/ens_cnns_members0
+    python -m medjax.run --config experiments/review/ensemble_cnns.py:runlocal,data=phantom \
+        --workdir /tmp/x
 Result: see the README's "The review's designs" (mean +- SD over seeds 0-2).
 """
 
