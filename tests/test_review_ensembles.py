@@ -164,6 +164,14 @@ def test_a_member_without_test_predictions_says_how_to_get_them(tmp_path, runs):
         ensemble_cli(["--workdirs", *dirs, "--workdir", str(tmp_path / "o")])
 
 
+def test_multi_label_members_are_refused(tmp_path):
+    val, test = RNG.uniform(size=(10, 3)), RNG.uniform(size=(12, 3))
+    yv, yt = RNG.integers(0, 2, (10, 3)), RNG.integers(0, 2, (12, 3))
+    dirs = [fake_run(tmp_path, f"m{i}", val, test, yv, yt, ("x", "y", "z")) for i in range(2)]
+    with pytest.raises(WorkdirError, match="m0 is a multi-label run"):
+        ensemble_cli(["--workdirs", *dirs, "--workdir", str(tmp_path / "o")])
+
+
 def test_unknown_method_lists_the_valid_names(tmp_path, runs, capsys):
     with pytest.raises(SystemExit) as e:
         main_guard(ensemble_cli, ["--workdirs", *runs[0], "--method", "vote", "--workdir", "o"])

@@ -67,6 +67,11 @@ def load_member(workdir: str) -> Member:
     probs, labels = {}, {}
     for split in ("val", "test"):
         probs[split], labels[split] = predictions.load_split(workdir, split)
+    if labels["test"].ndim != 1:
+        raise WorkdirError(
+            f"ensemble member {workdir} is a multi-label run (several findings per image); "
+            f"output-level ensembles combine single-label runs only"
+        )
     test = results.get("test", results)
     return Member(workdir, class_names, data, probs, labels, test)
 
