@@ -18,7 +18,7 @@ from medjax.cli import main_guard
 from medjax.configs import as_plain, get_base_config, load_config
 from medjax.ensemble import combine
 from medjax.ensemble.__main__ import main as ensemble_cli
-from medjax.ensemble.from_config import plan
+from medjax.ensemble.from_config import plan, run_ensemble
 from medjax.errors import ConfigError, WorkdirError
 from medjax.eval import classification_metrics
 
@@ -178,10 +178,17 @@ def test_unknown_method_lists_the_valid_names(tmp_path, runs, capsys):
     assert e.value.code == 2
     assert "Valid names: hard, soft, stacking" in capsys.readouterr().err
     c = load_config(str(ROOT / "experiments/review/ensemble_cnns.py:method=vote,data=phantom"))
+    with pytest.raises(ConfigError, match="config.ensemble.method.*Valid names"):
+        run_ensemble(c, str(tmp_path / "e"))
+    assert not os.path.exists(tmp_path / "e")  # refused before the workdir is made
+
+
+def test_an_ensemble_config_is_not_trained_as_one_network():
     from medjax.train.validate import validate
 
-    with pytest.raises(ConfigError, match="config.ensemble.method"):
-        validate(c)
+    c = load_config(str(ROOT / "experiments/review/ensemble_cnns.py:data=phantom"))
+    with pytest.raises(ConfigError, match="is an output-level ensemble.*python -m medjax.run"):
+        validate(c)  # what medjax.sweep, medjax.evaluate and the training loop call first
 
 
 CONFIG = """

@@ -134,6 +134,11 @@ def _type_name(default) -> str:
 
 def validate(config) -> None:
     """Raise a ConfigError naming the first key whose value cannot work."""
+    if config.ensemble.members:  # not one network: sweeps, evaluate etc. must not train it
+        raise ConfigError(
+            "this config is an output-level ensemble (config.ensemble.members): run it with "
+            "python -m medjax.run, which trains its members and combines them"
+        )
     _types(config, get_base_config())
     for key, rule in RULES.items():
         rule, hint = rule if isinstance(rule, tuple) else (rule, "")
