@@ -31,7 +31,8 @@ def soft(val, test, val_labels, seed):
 def hard_vote(probs: np.ndarray) -> np.ndarray:
     """(N, C) vote fractions of the members' argmax, plus TIE_BREAK x their mean probability so
     that the argmax is the majority class and, among classes with equal votes, the one with the
-    higher mean probability; rows sum to 1."""
+    higher mean probability; rows sum to 1. Ranking metrics (AUC) thus order images by votes,
+    then by mean probability within equal votes."""
     members, _, classes = probs.shape
     votes = np.eye(classes)[probs.argmax(-1)].sum(0) / members
     return (votes + TIE_BREAK * probs.mean(0)) / (1 + TIE_BREAK)
