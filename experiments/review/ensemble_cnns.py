@@ -18,7 +18,13 @@ Command (the three methods share the seed's members, trained once):
         --config.ensemble.members_dir=runs/review/ens_cnns_members0
     python -m medjax.run --config experiments/review/ensemble_cnns.py:runlocal,data=phantom \
         --workdir /tmp/x
-Result: see the README's "The review's designs" (mean +- SD over seeds 0-2).
+Result (BreastMNIST test, mean +- SD over seeds 0-2, members trained with that seed; 2-core
+CPU shared with other jobs): soft AUC 0.923 +- 0.002, accuracy 0.887 +- 0.004, malignant
+sensitivity 0.706 +- 0.014; hard 0.922 +- 0.003, 0.885 +- 0.006, 0.690 +- 0.024; stacking
+0.923 +- 0.003, 0.889 +- 0.004, 0.722 +- 0.027. The plain CNN (member 0, the same runs as
+plain_cnn.py): 0.903 +- 0.007, 0.865 +- 0.019, 0.643 +- 0.041. The best single member (1, wide
+GELU) reaches 0.914 +- 0.001, 0.878 +- 0.011, 0.730 +- 0.014: the ensembles gain about 0.01 AUC
+over it and no malignant sensitivity.
 """
 
 import os
