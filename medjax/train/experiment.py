@@ -235,7 +235,7 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
 
     def initial_state():
         state = jax.jit(make_state, out_shardings=state_sharding)()
-        if config.model.pretrained:
+        if config.model.pretrained or any(config.model.member_pretrained):
             state = finetune.load_into_state(state, config, tx, state_sharding)
         return state
 

@@ -213,6 +213,7 @@ def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
         for res, m in zip(results, metrics, strict=True):
             res[split] = m
     predictions.save_split(runs, "val", probs["val"], splits["val"].labels)  # k-fold pooling
+    predictions.save_split(runs, "test", probs["test"], splits["test"].labels)  # ensembles
     check_consistency(exp, trained, probs["val"], results)
     labels = {split: splits[split].labels for split in probs}
     for k, (res, config) in enumerate(zip(results, exp.configs, strict=True)):

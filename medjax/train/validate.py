@@ -16,6 +16,7 @@ from medjax.data.decode import BIT_DEPTHS, FITS
 from medjax.data.dicom import parse_window
 from medjax.data.files import ON_ERROR
 from medjax.data.values import RANGE_CHECKS
+from medjax.ensemble.combine import COMBINERS
 from medjax.errors import ConfigError
 from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
@@ -134,6 +135,11 @@ def _type_name(default) -> str:
 
 def validate(config) -> None:
     """Raise a ConfigError naming the first key whose value cannot work."""
+    if config.ensemble.members:  # not one network: sweeps, evaluate etc. must not train it
+        raise ConfigError(
+            "this config is an output-level ensemble (config.ensemble.members): run it with "
+            "python -m medjax.run, which trains its members and combines them"
+        )
     _types(config, get_base_config())
     for key, rule in RULES.items():
         rule, hint = rule if isinstance(rule, tuple) else (rule, "")
@@ -149,6 +155,7 @@ def validate(config) -> None:
     SCHEDULES.get(config.optimizer.schedule)
     vectorize.check_keys(config.vectorize)
     _check_mlflow_uri(config.log.mlflow_uri)
+    COMBINERS.get(config.ensemble.method)
     sharding.parse_rules(config.sharding.rules)
     if config.train.batch_size % config.train.grad_accum_steps:
         raise ConfigError(
@@ -200,6 +207,13 @@ def _check_model_keys(config) -> None:
     """The model's own keys, checked by building it (no weights are made) at a size every
     model takes: the input size is checked once the data, preprocessed, has one."""
     build_model(config.model, num_classes=2, image_size=512)
+    pretrained, members = tuple(config.model.member_pretrained), tuple(config.model.members)
+    if pretrained and (config.model.name != "ensemble" or len(pretrained) != len(members)):
+        raise ConfigError(
+            f"config.model.member_pretrained has {len(pretrained)} entries for "
+            f"{len(members)} members of model {config.model.name!r}; it takes one weights file "
+            f"(or '') per config.model.members entry of an 'ensemble' model"
+        )
 
 
 def check_devices(config, mesh) -> None:
