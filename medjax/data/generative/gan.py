@@ -99,13 +99,15 @@ def train_gan(images: np.ndarray, labels: np.ndarray, num_classes: int, spec: Ga
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     # class-balanced draws: each example weighted by 1 / its class's count
     weights = jnp.asarray(1.0 / counts[labels] / np.count_nonzero(counts), jnp.float32)
-    data, targets = jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32)
+    # arguments, not closed-over constants: XLA would embed the whole training set in the program
+    data = (jnp.asarray(images, jnp.float32), jnp.asarray(labels, jnp.int32), weights)
 
     @jax.jit
-    def step(g_params, d_params, opt, t):
+    def step(g_params, d_params, opt, t, data):
+        images, targets, weights = data
         k_x, k_z = jax.random.split(jax.random.fold_in(key, t))
         idx = jax.random.choice(k_x, len(targets), (spec.batch_size,), p=weights)
-        real, y = data[idx], targets[idx]
+        real, y = images[idx], targets[idx]
         z = jax.random.normal(k_z, (spec.batch_size, spec.latent))
 
         def d_objective(dp):
@@ -127,7 +129,7 @@ def train_gan(images: np.ndarray, labels: np.ndarray, num_classes: int, spec: Ga
     losses = {}
     bar = tqdm(range(spec.steps), desc="gan generator", leave=False, mininterval=1.0)
     for t in bar:
-        g_params, d_params, opt, losses = step(g_params, d_params, opt, t)
+        g_params, d_params, opt, losses = step(g_params, d_params, opt, t, data)
         if t % 100 == 0 or t == spec.steps - 1:
             bar.set_postfix(d=f"{float(losses['d']):.3f}", g=f"{float(losses['g']):.3f}")
     final = {k: float(v) for k, v in losses.items()}
