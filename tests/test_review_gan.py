@@ -134,6 +134,9 @@ def test_bad_gan_config_and_data_are_one_clear_error():
     volume = Split(np.zeros((12, 4, 4, 4, 1), np.float32), np.repeat([0, 1], [8, 4]))
     with pytest.raises(DataError, match="generates 2-D images"):
         oversample(volume, TINY, 0)
+    multi = Split(np.zeros((12, 8, 8, 1), np.float32), np.zeros((12, 3), np.int32))
+    with pytest.raises(DataError, match="one class per image.*multi-label"):
+        oversample(multi, TINY, 0)
 
 
 def test_the_config_file_gives_each_method_of_the_comparison():

@@ -184,6 +184,11 @@ def _generate(split: Split, fill, counts, spec: GanSpec, seed: int):
 def gan_split(split: Split, spec: GanSpec, min_images: int, seed: int, store: str | None):
     """The split with generated images of every smaller class appended; (split, {class:
     count}, info for data_summary.json)."""
+    if split.labels.ndim != 1:
+        raise DataError(
+            "gan over-sampling needs one class per image; this data has several labels per "
+            "image (multi-label). Set config.data.oversample=''"
+        )
     counts = np.bincount(split.labels)
     fill = np.flatnonzero((counts > 0) & (counts < counts.max()))
     if not len(fill):
