@@ -51,7 +51,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.cache = True  # decoded, preprocessed splits reused across runs
     c.data.cache_dir = ""  # "" = $MEDJAX_CACHE_DIR or ~/.cache/medjax
     c.data.sampler = "shuffle"  # shuffle (each image once per epoch), balanced (classes equal)
-    c.data.oversample = ""  # "smote(k=5)": synthetic minority images (see medjax.data.imbalance)
+    # synthetic minority images, train only: "smote(k=5)" (medjax.data.imbalance) or
+    # "gan(steps=2000)" (a class-conditional GAN, medjax.data.generative)
+    c.data.oversample = ""
     c.data.num_classes = 2  # phantom only; other sources read it from the data
     c.data.modality = "ultrasound"  # phantom noise model: xray (Poisson), ultrasound, mri (Rician)
     c.data.num_train = 2048  # phantom split sizes

@@ -10,6 +10,7 @@ unless it is given data, and compiles nothing until a step is first called.
 
 import dataclasses
 import math
+import os
 
 import jax
 import numpy as np
@@ -118,7 +119,12 @@ def load_data(config, preprocess) -> Data:
 
 
 def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> Data:
-    train, made = imbalance.oversample(dataset.splits["train"], config.data.oversample, config.seed)
+    real = dataset.splits["train"]
+    # a generator's trained result is kept beside the data cache, so a resume reuses it
+    store = os.path.join(data_cache.cache_root(config.data), "oversample")
+    train, made, info = imbalance.oversample_recorded(
+        real, config.data.oversample, config.seed, store if config.data.cache else None
+    )
     record = {
         "origin": dataset.origin,
         "class_names": dataset.class_names,
@@ -127,9 +133,23 @@ def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> 
         "fitted_on_train": fitted,
     }
     if made:
-        made = {dataset.class_names[c]: n for c, n in made.items()}
-        record["oversample"] = {"method": config.data.oversample, "synthetic_train_images": made}
+        names = dataset.class_names
+        made = {names[c]: n for c, n in made.items()}
+        record["oversample"] = {
+            "method": config.data.oversample,
+            "synthetic_train_images": made,
+            "synthetic_from_index": len(real),  # training examples from here on are synthetic
+            **info,
+        }
+        if "quality" in info:
+            record["oversample"]["quality"] = {names[c]: q for c, q in info["quality"].items()}
         print(f"{config.data.oversample}: {made} synthetic training images, train only")
+        for name, q in record["oversample"].get("quality", {}).items():
+            if q["c2st_accuracy"] is not None:
+                print(
+                    f"  {name}: real vs synthetic C2ST accuracy {q['c2st_accuracy']:.3f}, "
+                    f"1-NN {q['nn1_accuracy']:.3f} (0.5 = indistinguishable)"
+                )
     return Data(dataset, train, record)
 
 
