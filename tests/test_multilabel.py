@@ -143,6 +143,8 @@ def test_multi_label_data_needs_the_multi_label_loss(tmp_path):
         train_and_evaluate(_config(path, loss__name="softmax_xent"), str(tmp_path / "a"))
     with pytest.raises(ConfigError, match="no single class per image"):
         train_and_evaluate(_config(path, data__sampler="balanced"), str(tmp_path / "b"))
+    with pytest.raises(ConfigError, match="no single class per image"):
+        train_and_evaluate(_config(path, data__oversample="smote(k=3)"), str(tmp_path / "c"))
 
 
 def test_the_multi_label_loss_on_single_label_data_is_refused(tmp_path):

@@ -119,6 +119,8 @@ def load_data(config, preprocess) -> Data:
 
 
 def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> Data:
+    # before over-sampling: SMOTE and the GAN draw by class, which multi-label data lacks
+    validate.check_task(config, dataset.num_classes, dataset.multi_label)
     real = dataset.splits["train"]
     # a generator's trained result is kept beside the data cache, so a resume reuses it
     store = os.path.join(data_cache.cache_root(config.data), "oversample")
