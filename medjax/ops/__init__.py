@@ -6,6 +6,7 @@ compiled train step, vmapped over the batch with one key per example.
 """
 
 from medjax.ops import (  # noqa: F401  (registers the ops)
+    edges,
     filters,
     geometry,
     histogram,
@@ -13,6 +14,7 @@ from medjax.ops import (  # noqa: F401  (registers the ops)
     intensity_augment,
     mix,
     spatial_augment,
+    wavelets,
 )
 from medjax.ops.pipeline import (
     AUGMENT_OPS,
