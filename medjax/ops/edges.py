@@ -4,8 +4,10 @@ Each op returns the input channels first (`keep_image=True`, the default) and th
 channels, so `data.preprocess` can fuse them early (one network on C + k channels) and the
 two_branch model can split them again (late fusion). `keep_image=False` keeps the features only.
 Features are computed per channel; with several input channels they come feature by feature,
-each over all input channels in order. Borders follow scipy.ndimage's mode='reflect', as
-medjax.ops.filters.
+each over all input channels in order. `channels=N` takes the features of the first N input
+channels only (0: all), so chained feature ops ("sobel()", "laplacian(channels=1)") each see
+the image and not the channels the ops before them added. Borders follow scipy.ndimage's
+mode='reflect', as medjax.ops.filters.
 """
 
 import jax.numpy as jnp
@@ -23,6 +25,20 @@ def with_image(image, feats, keep_image: bool):
     """[image channels (float32)] + feature channels, concatenated on the last axis."""
     first = [image.astype(jnp.float32)] if keep_image else []
     return jnp.concatenate(first + list(feats), axis=-1)
+
+
+def check_channels(channels) -> None:
+    if not isinstance(channels, int) or channels < 0:
+        raise ValueError(f"channels must be an integer >= 0 (0: all), got {channels!r}")
+
+
+def source(image, channels: int):
+    """The float32 channels the features are taken from: the first `channels`, or all for 0."""
+    if channels > image.shape[-1]:
+        raise ValueError(
+            f"channels={channels} asks for more channels than the input's {image.shape[-1]}"
+        )
+    return image[..., : channels or image.shape[-1]].astype(jnp.float32)
 
 
 def _neighbours(x, axis):
@@ -48,16 +64,17 @@ def sobel_axis(x, axis: int, smooth=(0.25, 0.5, 0.25)):
 
 
 @PREPROCESS_OPS.register("sobel")
-def sobel(output: str = "magnitude", keep_image: bool = True):
+def sobel(output: str = "magnitude", keep_image: bool = True, channels: int = 0):
     """Sobel gradients: output='magnitude' adds one channel per input channel, sqrt of the mean
     of the squared directional responses (skimage.filters.sobel); 'directional' adds one per
     spatial axis, height first (skimage's sobel_h, then sobel_v; then depth for volumes)."""
     if output not in SOBEL_OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(SOBEL_OUTPUTS)}, not {output!r}")
+    check_channels(channels)
 
     def apply(image):
         ndim = spatial_ndim(image)
-        x = image.astype(jnp.float32)
+        x = source(image, channels)
         grads = [sobel_axis(x, axis) for axis in range(ndim)]
         if output == "magnitude":
             grads = [jnp.sqrt(sum(g * g for g in grads) / ndim)]
@@ -67,12 +84,13 @@ def sobel(output: str = "magnitude", keep_image: bool = True):
 
 
 @PREPROCESS_OPS.register("laplacian")
-def laplacian(keep_image: bool = True):
+def laplacian(keep_image: bool = True, channels: int = 0):
     """The discrete Laplacian, sum over spatial axes of x[i-1] - 2 x[i] + x[i+1]
     (scipy.ndimage.laplace); one channel per input channel."""
+    check_channels(channels)
 
     def apply(image):
-        x = image.astype(jnp.float32)
+        x = source(image, channels)
         out = 0.0
         for axis in range(spatial_ndim(image)):
             before, after = _neighbours(x, axis)
@@ -159,7 +177,13 @@ def hysteresis(weak, strong):
 
 
 @PREPROCESS_OPS.register("canny")
-def canny(sigma: float = 1.0, low: float = 0.1, high: float = 0.2, keep_image: bool = True):
+def canny(
+    sigma: float = 1.0,
+    low: float = 0.1,
+    high: float = 0.2,
+    keep_image: bool = True,
+    channels: int = 0,
+):
     """Canny edges (images only) as a 0/1 channel per input channel: Gaussian smoothing (sigma),
     Sobel gradients (scipy's unnormalised taps), non-maximum suppression, then the pixels of at
     least `low` connected to one of at least `high`. Thresholds are on that gradient magnitude,
@@ -169,6 +193,7 @@ def canny(sigma: float = 1.0, low: float = 0.1, high: float = 0.2, keep_image: b
         raise ValueError(f"sigma must be positive, got {sigma}")
     if not 0 <= low <= high:
         raise ValueError(f"thresholds need 0 <= low <= high, got low={low}, high={high}")
+    check_channels(channels)
 
     def apply(image):
         if image.ndim != 3:
@@ -176,7 +201,7 @@ def canny(sigma: float = 1.0, low: float = 0.1, high: float = 0.2, keep_image: b
                 f"canny is a 2D edge detector for images (H, W, C), not shape "
                 f"{tuple(image.shape)}; for volumes use sobel or laplacian"
             )
-        smoothed = _smooth_constant(image.astype(jnp.float32), sigma)
+        smoothed = _smooth_constant(source(image, channels), sigma)
         gi = sobel_axis(smoothed, 0, smooth=(1.0, 2.0, 1.0))
         gj = sobel_axis(smoothed, 1, smooth=(1.0, 2.0, 1.0))
         magnitude = jnp.hypot(gi, gj)

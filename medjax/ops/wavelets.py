@@ -12,6 +12,7 @@ edges), HL = cV (vertical edges), HH = cD (diagonals).
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
+from medjax.ops.edges import check_channels, source, with_image
 from medjax.ops.pipeline import PREPROCESS_OPS
 from medjax.ops.wavelet_filters import DEC_LO
 
@@ -126,17 +127,24 @@ def _upsample(band, factor: int):
 
 
 @PREPROCESS_OPS.register("dwt")
-def dwt(wavelet: str = "haar", level: int = 1, bands: str = "LL,LH,HL,HH", keep_image: bool = True):
+def dwt(
+    wavelet: str = "haar",
+    level: int = 1,
+    bands: str = "LL,LH,HL,HH",
+    keep_image: bool = True,
+    channels: int = 0,
+):
     """Wavelet sub-bands as extra channels (images only): LL of the deepest level, and each
     detail band of every level from the deepest to the first, each brought back to the image
     size by nearest-neighbour repetition (a level-l coefficient fills its 2^l x 2^l block), so
     the network sees where each band responds. Channels: the image's (with keep_image), then
     band by band, level by level, the input channels in order. Coefficients are unscaled, as
-    pywt's: the level-l LL is 2^l times the block mean."""
+    pywt's: the level-l LL is 2^l times the block mean. `channels` as for the edge ops."""
     wavelet_filters(wavelet)
     if not isinstance(level, int) or level < 1:
         raise ValueError(f"level must be a positive integer, got {level!r}")
     names = _parse_bands(bands)
+    check_channels(channels)
 
     def apply(image):
         if image.ndim != 3:
@@ -144,8 +152,7 @@ def dwt(wavelet: str = "haar", level: int = 1, bands: str = "LL,LH,HL,HH", keep_
                 f"dwt is a 2D transform for images (H, W, C), not shape {tuple(image.shape)}; "
                 f"for volumes use sobel or laplacian, or remove dwt from config.data.preprocess"
             )
-        x = image.astype(jnp.float32)
-        coeffs = wavedec2(x, wavelet, level)
+        coeffs = wavedec2(source(image, channels), wavelet, level)
         feats = []
         for name in names:
             if name == "LL":
@@ -153,6 +160,6 @@ def dwt(wavelet: str = "haar", level: int = 1, bands: str = "LL,LH,HL,HH", keep_
                 continue
             for depth, detail in zip(range(level, 0, -1), coeffs[1:], strict=True):
                 feats.append(_upsample(detail[_PYWT_DETAIL[name]], 2**depth))
-        return jnp.concatenate(([x] if keep_image else []) + feats, axis=-1)
+        return with_image(image, feats, keep_image)
 
     return apply
