@@ -73,7 +73,7 @@ def test_laplacian_equals_scipy_per_channel_and_channels_picks_the_source():
 def test_canny_agrees_with_skimage_on_edge_pixels(sigma, low, high):
     # Not bit-exact: both smooth and differentiate in float32, but in other summation orders, so
     # a pixel whose magnitude ties its interpolated neighbour or a threshold to ~1e-7 can fall
-    # on either side. On these images that has never moved more than a few pixels.
+    # on either side. On these images they agree exactly; the bound leaves room for such ties.
     agree = union = 0
     for seed in range(3):
         x = _blobs((32, 32), 10 + seed)
