@@ -19,7 +19,13 @@ Command:
     python -m medjax.run --config experiments/review/dwt_fusion.py:fusion=early,seed=0 --workdir runs/review/dwt_early0
     python -m medjax.run --config experiments/review/dwt_fusion.py:fusion=late,seed=0 --workdir runs/review/dwt_late0
     python -m medjax.run --config experiments/review/dwt_fusion.py:runlocal,data=phantom --workdir /tmp/x
-Result: see the README's "The review's designs" (mean +- SD over seeds 0-2).
+Result (BreastMNIST test set, seeds 0-2, mean +- SD; 2-core AMD EPYC CPU shared with other jobs):
+early (72,722 parameters) AUC 0.897 +- 0.009, accuracy 0.859 +- 0.006, malignant sensitivity
+0.643 +- 0.063; late (144,722) AUC 0.910 +- 0.019, accuracy 0.880 +- 0.019, sensitivity
+0.762 +- 0.041; the plain CNN (72,146) 0.903 +- 0.007, 0.865 +- 0.019, 0.643 +- 0.041. Early
+fusion changes nothing; late fusion finds more malignant lesions (about 5 more of 42 per seed)
+at the same AUC, but it also has twice the plain CNN's parameters, which this design does not
+separate from the wavelet bands.
 """
 
 from medjax.configs.review import review_config

@@ -16,7 +16,10 @@ Data: BreastMNIST (546/78/156 at 28 px) by default; `:data=phantom` needs no fil
 Command:
     python -m medjax.run --config experiments/review/edge_fusion.py:edges=sobel,seed=0 --workdir runs/review/edge_sobel0
     python -m medjax.run --config experiments/review/edge_fusion.py:runlocal,data=phantom --workdir /tmp/x
-Result: see the README's "The review's designs" (mean +- SD over seeds 0-2).
+Result (BreastMNIST test set, seeds 0-2, mean +- SD; 2-core AMD EPYC CPU shared with other jobs):
+`:edges=sobel` (early) AUC 0.911 +- 0.010, accuracy 0.855 +- 0.013, malignant sensitivity
+0.619 +- 0.048, against the plain CNN's 0.903 +- 0.007, 0.865 +- 0.019, 0.643 +- 0.041: no
+difference beyond the seeds' spread. Laplacian, Canny and late fusion were not run on real data.
 """
 
 from medjax.configs.review import review_config
