@@ -240,6 +240,7 @@ def test_two_branch_refuses_bad_branches_and_an_input_without_features():
         ("edges=canny,fusion=late", 2, "two_branch"),
         ("fusion=early", 5, "cnn"),
         ("fusion=late,wavelet=db2,level=2", 8, "two_branch"),
+        ("fusion=twin", 1, "ensemble"),  # late fusion's capacity control: no bands
     ],
 )
 def test_fusion_configs_validate_and_give_the_model_its_channels(arg, channels, model):

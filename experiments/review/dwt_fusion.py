@@ -10,7 +10,9 @@ preprocessing appends LL, LH, HL and HH (each 14x14, repeated back to 28x28) to 
 `:fusion=early` (default): the plain CNN on the 5 channels. `:fusion=late`: model
 `two_branch`, one plain CNN on the image and one on the 4 bands, pooled features concatenated
 before the classifier (twice the plain CNN's backbone). `:wavelet=db2`, `:level=2` vary the
-transform (level 2 adds the level-2 bands: 1 + 1 + 3 x 2 channels). Everything else is the
+transform (level 2 adds the level-2 bands: 1 + 1 + 3 x 2 channels). `:fusion=twin` is the
+late fusion's capacity control: the same two CNNs and head (an `ensemble` with
+combine='concat'), both on the image alone. Everything else is the
 plain recipe (medjax.configs.review); augmentation (random_affine) moves the image and its bands
 together, though a decimated DWT is not shift-invariant, so a moved band is not exactly the
 band of the moved image.
@@ -31,13 +33,19 @@ separate from the wavelet bands.
 from medjax.configs.review import review_config
 from medjax.errors import ConfigError
 
-FUSIONS = ("early", "late")
+FUSIONS = ("early", "late", "twin")
 
 
 def get_config(arg=None):
     c, arg = review_config(arg, fusion="early", wavelet="haar", level=1)
     if arg.fusion not in FUSIONS:
         raise ConfigError(f"config argument fusion={arg.fusion!r}; valid: {', '.join(FUSIONS)}")
+    if arg.fusion == "twin":
+        # The late fusion's capacity control: its two CNNs, both on the image, no bands.
+        c.model.name = "ensemble"
+        c.model.members = ("cnn", "cnn")
+        c.model.combine = "concat"
+        return c.lock()
     c.data.preprocess = (
         *c.data.preprocess,
         f"dwt(wavelet={arg.wavelet!r}, level={arg.level}, channels=1)",
