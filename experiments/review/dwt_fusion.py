@@ -12,14 +12,15 @@ preprocessing appends LL, LH, HL and HH (each 14x14, repeated back to 28x28) to 
 before the classifier (twice the plain CNN's backbone). `:wavelet=db2`, `:level=2` vary the
 transform (level 2 adds the level-2 bands: 1 + 1 + 3 x 2 channels). `:fusion=twin` is the
 late fusion's capacity control: the same two CNNs and head (an `ensemble` with
-combine='concat'), both on the image alone. Everything else is the
-plain recipe (medjax.configs.review); augmentation (random_affine) moves the image and its bands
-together, though a decimated DWT is not shift-invariant, so a moved band is not exactly the
-band of the moved image.
+combine='concat'), both on the image alone. Everything else is the plain recipe
+(medjax.configs.review); augmentation (random_affine) moves the image and its bands together,
+though a decimated DWT is not shift-invariant, so a moved band is not exactly the band of the
+moved image.
 Data: BreastMNIST (546/78/156 at 28 px) by default; `:data=phantom` needs no files.
 Command:
     python -m medjax.run --config experiments/review/dwt_fusion.py:fusion=early,seed=0 --workdir runs/review/dwt_early0
     python -m medjax.run --config experiments/review/dwt_fusion.py:fusion=late,seed=0 --workdir runs/review/dwt_late0
+    python -m medjax.run --config experiments/review/dwt_fusion.py:fusion=twin,seed=0 --workdir runs/review/dwt_twin0
     python -m medjax.run --config experiments/review/dwt_fusion.py:runlocal,data=phantom --workdir /tmp/x
 Result (BreastMNIST test set, seeds 0-2, mean +- SD; 2-core AMD EPYC CPU shared with other jobs):
 early (72,722 parameters) AUC 0.897 +- 0.009, accuracy 0.859 +- 0.006, malignant sensitivity
