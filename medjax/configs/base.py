@@ -105,6 +105,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # batch-norm statistics: "^(?!head)" trains only the head.
     c.model.freeze = ()
     c.model.conv = "auto"  # 2D/depthwise/3D convs: gemm (CPU forms), xla (lax.conv), auto
+    # two_branch (late fusion of image and feature channels, e.g. from sobel() or dwt()):
+    c.model.branches = ("cnn", "cnn")  # two_branch: backbones for the image, then the features
+    c.model.branch_channels = 1  # two_branch: leading input channels that are the image
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # see medjax.train.optimizers

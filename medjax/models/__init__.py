@@ -17,6 +17,7 @@ from medjax.models import (  # noqa: F401  (registers the models)
     mobilenet,
     resnet,
     resnet_bottleneck,
+    two_branch,
     vgg,
     vit,
     volume,

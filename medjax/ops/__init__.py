@@ -6,6 +6,7 @@ compiled train step, vmapped over the batch with one key per example.
 """
 
 from medjax.ops import (  # noqa: F401  (registers the ops)
+    edges,
     filters,
     geometry,
     histogram,
@@ -14,6 +15,7 @@ from medjax.ops import (  # noqa: F401  (registers the ops)
     mix,
     roi,
     spatial_augment,
+    wavelets,
 )
 from medjax.ops.pipeline import (
     AUGMENT_OPS,

@@ -23,6 +23,7 @@ from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.ops.per_class import check_mode, parse_per_class
+from medjax.ops.feature_check import check_feature_ops, input_shape
 from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES, MULTI_LABEL_LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
@@ -185,7 +186,7 @@ def _check_data_keys(data) -> None:
     splits.check_config(data)
     imbalance.check_sampler(data.sampler)
     imbalance.parse_oversample(data.oversample)
-    build_preprocess(data.preprocess)
+    check_feature_ops(build_preprocess(data.preprocess), input_shape(data))
     build_augment(data.augment)
     parse_per_class(data.augment_per_class)
     check_mode(data.augment_per_class_mode)
