@@ -22,8 +22,8 @@ from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
-from medjax.ops.per_class import check_mode, parse_per_class
 from medjax.ops.feature_check import check_feature_ops, input_shape
+from medjax.ops.per_class import check_mode, parse_per_class
 from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES, MULTI_LABEL_LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
