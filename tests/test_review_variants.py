@@ -312,6 +312,23 @@ def test_efficientnet3d_b3_forward_on_a_tiny_volume():
         _abstract_init(model, (1, 8, 4, 4, 1))
 
 
+@pytest.mark.parametrize(
+    "name, changes, size, shape",
+    [
+        ("conv_lstm", {"widths": (4, 8), "rnn_hidden": 4}, 3, (1, 3, 8, 8, 1)),
+        ("vit_conv_stem", {"patch_size": 4, **TINY_T}, 28, (1, 28, 28, 1)),
+        ("cnn_attention", {"widths": (4, 8), **TINY_T}, 28, (1, 28, 28, 1)),
+        ("efficientnet3d_b3", {}, 8, (1, 8, 8, 8, 1)),
+    ],
+)
+def test_new_models_take_norm_and_dtype_from_the_config(name, changes, size, shape):
+    model = build_model(_cfg(name, dtype="bfloat16", norm="group", **changes), 2, size)
+    variables = _abstract_init(model, shape)
+    assert "batch_stats" not in variables  # group norm has no running statistics
+    logits = jax.eval_shape(lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
+    assert logits.shape == (1, 2) and logits.dtype == jnp.float32
+
+
 # --- the experiment configs --------------------------------------------------------------------
 
 

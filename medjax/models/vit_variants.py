@@ -24,9 +24,10 @@ activation also shape the conv stem and the CNN (the paper's stem used BatchNorm
 config.model.dropout is applied as in vit.py, and before the head. Both models take only the
 image size they were built for (their position embeddings are sized for it).
 
-Intermediates: vit_conv_stem "stem{i}", "patches" (N, h, w, width), "block{i}" (class token
-first), "pooled"; cnn_attention "stage{i}", "tokens" (N, h, w, width) after the projection,
-"block{i}" (N, h * w, width), "pooled".
+Intermediates: vit_conv_stem "patches" (N, h, w, width) after the stem (as vit's, the
+spatial map Grad-CAM can take), "block{i}" (class token first), "pooled"; cnn_attention
+"stage{i}", "tokens" (N, h, w, width) after the projection (Grad-CAM's default), "block{i}"
+(N, h * w, width), "pooled".
 """
 
 from collections.abc import Callable, Sequence
@@ -69,7 +70,6 @@ class ViTConvStem(nn.Module):
         for i in range(convs):
             features = max(1, self.width // 2 ** (convs - 1 - i))
             x = conv_norm_act(self, x, f"stem{i}", features, 3, 2, train)
-            x = stage_features(self, f"stem{i}", x)
         x = nn.Conv(self.width, (1, 1), dtype=self.dtype, name="conv_proj")(x)
         x = stage_features(self, "patches", x)
         return pooled_head(self, class_token_encoder(self, x, train), train)
