@@ -14,7 +14,10 @@ lesion absent (0) or present (1), Rician noise; random flips in-plane.
 Command:
     python -m medjax.run --config experiments/review/conv_lstm_volume.py:seed=0 --workdir runs/review/convlstm0
     python -m medjax.run --config experiments/review/conv_lstm_volume.py:runlocal --workdir /tmp/x
-Result: the smoke run (`:runlocal`) is in the tests; no full run was measured.
+Result (seed 0; 2-core AMD EPYC CPU shared with other jobs, 11.5 min): test AUC 0.985 [0.970,
+0.995], accuracy 0.938 [0.906, 0.965], lesion sensitivity 0.883 (checkpoint of step 128 of 160,
+chosen by validation AUC). No volume baseline was run beside it (cnn3d or cnn_rnn on the same
+data would be the comparison).
 """
 
 from medjax.configs.base import parse_arg
