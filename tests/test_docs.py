@@ -19,6 +19,7 @@ from .test_models_cnn_zoo import TORCHVISION_PARAMS as CNN_ZOO
 from .test_models_deep_zoo import KERAS_XCEPTION
 from .test_models_deep_zoo import TORCHVISION_PARAMS as DEEP_ZOO
 from .test_models_vit_3d_ensemble import R3D_18_PARAMS_400_CLASSES, VIT_PARAMS
+from .test_review_variants import EFFICIENTNET_V2_PARAMS
 
 README = (ROOT / "README.md").read_text()
 
@@ -36,14 +37,26 @@ REGISTERED = {
 }
 
 # The reference counts the model tests assert with jax.eval_shape, by model name.
-REFERENCE = {**CNN_ZOO, **DEEP_ZOO, **VIT_PARAMS, "resnet3d_18": R3D_18_PARAMS_400_CLASSES}
+REFERENCE = {
+    **CNN_ZOO,
+    **DEEP_ZOO,
+    **VIT_PARAMS,
+    **EFFICIENTNET_V2_PARAMS,
+    "resnet3d_18": R3D_18_PARAMS_400_CLASSES,
+}
 # What each number in the model table's count column is, in order, per family.
 COUNTED = {
     "AlexNet": ["alexnet"],
     "VGG": ["vgg16"],
     "ResNet": ["resnet18", "resnet34", "resnet50", "resnet101"],
     "DenseNet": ["densenet121", "densenet169", "densenet201"],
-    "EfficientNet": ["efficientnet_b0", "efficientnet_b7", "efficientnet_v2_s"],
+    "EfficientNet": [
+        "efficientnet_b0",
+        "efficientnet_b7",
+        "efficientnet_v2_s",
+        "efficientnet_v2_m",
+        "efficientnet_v2_l",
+    ],
     "MobileNetV2": ["mobilenet_v2"],
     "InceptionV3": ["inception_v3"],
     "ViT": ["vit_b"],

@@ -89,7 +89,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.width_multiplier = 1.0  # mobilenet_v2: channel scaling
     c.model.patch_size = 16  # vit: square patch side in pixels
     c.model.rnn = "lstm"  # cnn_rnn: lstm or gru over the slices of a volume
-    c.model.rnn_hidden = 128  # cnn_rnn
+    c.model.rnn_hidden = 128  # cnn_rnn; conv_lstm: the ConvLSTM's channels
+    # Recurrent and attention variants (issue 15 item 11; conv_lstm also reads rnn_hidden and
+    # the cnn keys): the transformer of vit_conv_stem and cnn_attention, ViT_C-1GF's by default.
+    c.model.transformer_width = 192  # vit_conv_stem, cnn_attention: token width
+    c.model.transformer_depth = 11  # vit_conv_stem, cnn_attention: encoder blocks
+    c.model.transformer_heads = 3  # vit_conv_stem, cnn_attention: attention heads
     c.model.members = ()  # ensemble: names of the backbone models, e.g. ("resnet18", "densenet121")
     c.model.combine = "mean"  # ensemble: mean (of member features) or concat
     # ensemble: a weights file per member ("" = none), aligned with members; each is loaded
@@ -115,7 +120,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optimizer.schedule = "constant"  # constant, cosine, warmup_cosine
     c.optimizer.warmup_epochs = 0.0
     c.optimizer.weight_decay = 0.0
-    c.optimizer.momentum = 0.9  # sgd, nesterov, rmsprop
+    c.optimizer.momentum = 0.9  # sgd, nesterov, rmsprop, lars
     c.optimizer.grad_clip_norm = 0.0  # 0 disables
     c.optimizer.head_learning_rate = 0.0  # > 0: the head's own learning rate (same schedule)
 

@@ -10,8 +10,10 @@ from medjax.models import (  # noqa: F401  (registers the models)
     alexnet,
     cnn,
     cnn_rnn,
+    conv_lstm,
     densenet,
     efficientnet,
+    efficientnet3d,
     ensemble,
     inception,
     mobilenet,
@@ -20,6 +22,7 @@ from medjax.models import (  # noqa: F401  (registers the models)
     two_branch,
     vgg,
     vit,
+    vit_variants,
     volume,
     xception,
 )
