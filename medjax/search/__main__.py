@@ -16,7 +16,7 @@ import argparse
 import os
 
 from medjax.cli import at_least, main_guard, split_overrides
-from medjax.errors import ConfigError
+from medjax.errors import TrainingError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,20 +62,25 @@ def main(argv):
 
     plan = driver.make_plan(args.config, overrides)  # every choice checked before any run
     state, done = driver.search(
-        plan, args.workdir, max_runs=args.max_runs, overwrite=args.overwrite,
+        plan,
+        args.workdir,
+        max_runs=args.max_runs,
+        overwrite=args.overwrite,
         parallel=args.parallel,
     )
     path = os.path.join(args.workdir, driver.STATE)
     if not done:
-        print(f"search: stopped after --max-runs {args.max_runs}; the same command goes on ({path})")
+        print(
+            f"search: stopped after --max-runs {args.max_runs}; the same command goes on ({path})"
+        )
         return
     best = outputs.finish(plan, state, args.workdir, driver.ranked(plan, state))
     if best is None:
-        raise ConfigError(f"every candidate failed; their errors are in {path}")
+        raise TrainingError(f"every candidate failed; their errors are in {path}")
     print(outputs.table(plan, state, best))
     test = best["test"]
     print(
-        f"search: best {best['id']} ({outputs._short(best['values'])}): val "
+        f"search: best {best['id']} ({outputs.short(best['values'])}): val "
         f"{plan.select_metric} {best['metric']:.4f}, {best['params']:,} parameters; test AUC "
         f"{test.get('auc', float('nan')):.4f}, accuracy {test.get('accuracy', float('nan')):.4f}"
     )

@@ -64,7 +64,7 @@ def write_best_config(workdir: str, plan, best: dict) -> str:
     return path
 
 
-def _short(values: dict) -> str:
+def short(values: dict) -> str:
     return " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items())
 
 
@@ -78,7 +78,7 @@ def table(plan, state: dict, best: dict) -> str:
             mark = " (best)" if rec["id"] == best["id"] else ""
             again = "" if rec["run"] == rec["id"] else f" = {rec['run']}"
             lines.append(
-                f"| {rec['generation']} | {rec['id']}{again}{mark} | {_short(rec['values'])} "
+                f"| {rec['generation']} | {rec['id']}{again}{mark} | {short(rec['values'])} "
                 f"| {params} | {metric} |"
             )
     return "\n".join(lines)
