@@ -215,8 +215,8 @@ def run_generation(plan, state, workdir, g, budget, train, overwrite) -> int:
 def search(plan, workdir, train=None, max_runs=None, overwrite=False, parallel=0):
     """Run (or resume) the search in `workdir`; returns (state, whether every generation is
     evaluated). `max_runs` stops after training that many runs (state saved; the same call
-    again goes on). `train(plan, workdir,
-    runs, overwrite)` trains PlannedRuns (default: the sweep machinery)."""
+    again goes on). `train(plan, workdir, runs, overwrite)` trains PlannedRuns (default: the
+    sweep machinery, `parallel` runs at a time when > 0)."""
     if train is None:
 
         def train(p, w, runs, o):
