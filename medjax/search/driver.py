@@ -190,6 +190,7 @@ def run_generation(plan, state, workdir, g, budget, train, overwrite) -> int:
     the runs started. Its candidates' records are filled in and search.json written."""
     candidates = state["generations"][g]["candidates"]
     fill_from_cache(state, candidates)
+    save_state(workdir, state)  # search.json shows the repeats as answered while the rest train
     todo, planned = {}, []
     for rec in candidates:
         if rec["status"] == "pending":
