@@ -208,6 +208,19 @@ def get_base_config() -> ml_collections.ConfigDict:
     # An MLflow tracking URI, e.g. file:/path/mlruns or sqlite:///path/mlflow.db; "" = none.
     # Needs `pip install mlflow` (not a medjax dependency).
     c.log.mlflow_uri = ""
+
+    # Genetic architecture search (python -m medjax.search; medjax.search): candidates are runs
+    # of this config with the genome's keys set; fitness is train.select_metric on validation.
+    c.search = ml_collections.ConfigDict()
+    c.search.space = ()  # genes, each "KEY=[choice, ...]", e.g. "model.kernel_size=[3, 5]"
+    c.search.population = 6  # candidates per generation (at least 2)
+    c.search.generations = 3  # a rerun with more generations extends a finished search
+    c.search.tournament = 2  # candidates drawn per parent; the fittest of them breeds
+    c.search.crossover = 0.9  # probability a child mixes two parents gene by gene
+    c.search.mutation = 0.2  # probability each gene of a child takes another choice
+    c.search.elitism = 1  # fittest candidates copied unchanged into the next generation
+    c.search.seed = 0  # the GA's own draws; each candidate still trains with config.seed
+    c.search.max_params = 0  # > 0: parameter budget; candidates over it rank below all within
     return c
 
 
