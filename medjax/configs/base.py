@@ -96,6 +96,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     # batch-norm statistics: "^(?!head)" trains only the head.
     c.model.freeze = ()
     c.model.conv = "auto"  # 2D/depthwise/3D convs: gemm (CPU forms), xla (lax.conv), auto
+    # The classifier on the "pooled" features (medjax.heads): linear (the network's own), mlp
+    # (the network's own, with hidden layers head_hidden), or one fitted after training on the
+    # trained network's features: svm (RBF), svm_linear, logreg, rf, knn, elm.
+    c.model.head = "linear"
+    c.model.head_hidden = ()  # widths of the MLP head's hidden layers, e.g. (512, 256)
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # see medjax.train.optimizers
