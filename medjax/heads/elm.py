@@ -19,7 +19,7 @@ import numpy as np
 
 from medjax.heads.registry import register
 
-GRID = tuple({"hidden": h, "ridge": r} for h in (256, 1024) for r in (0.1, 1.0, 10.0))
+GRID = tuple({"hidden": h, "ridge": r} for h in (256, 1024) for r in (0.1, 1.0, 10.0, 100.0))
 
 
 @dataclasses.dataclass(frozen=True)
