@@ -270,3 +270,22 @@ def test_the_mlp_experiments_validate(spec):
     config = load_config(str(ROOT / "experiments/review" / spec))
     validate(config)
     assert (config.model.head, config.model.head_hidden) == ("mlp", (512, 256))
+
+
+def test_pretrained_weights_load_under_an_mlp_head_which_starts_fresh(tmp_path):
+    from medjax.weights import load_pretrained
+    from tests.test_weights import resnet18_state, write_torch_zip
+
+    path = write_torch_zip(tmp_path / "r18.pth", resnet18_state())
+    cfg = get_base_config().model
+    cfg.name, cfg.head, cfg.head_hidden, cfg.stem = "resnet18", "mlp", (6,), "imagenet"
+    model = build_model(cfg, 2, 32)
+    like = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    variables, notes = load_pretrained(str(path), "resnet18", like)
+    assert any("MLP head (1 hidden layers" in n for n in notes)
+    for layer in ("head_hidden0", "head"):  # fresh, from `like`
+        np.testing.assert_array_equal(
+            variables["params"][layer]["kernel"], like["params"][layer]["kernel"]
+        )
+    want = resnet18_state()["conv1.weight"].transpose(2, 3, 1, 0)  # the rest from the file
+    np.testing.assert_array_equal(variables["params"]["stem_conv"]["kernel"], want)
