@@ -215,6 +215,7 @@ def test_mlp_head_layers_are_named_shaped_and_freezable(name, model, width, pref
         ({"model.head": "linear", "model.head_hidden": (8,)}, "set config.model.head='mlp'"),
         ({"model.head": "svn"}, "Did you mean 'svm'.*Valid names: elm, knn, linear"),
         ({"model.head_hidden": (0,), "model.head": "mlp"}, "must be positive layer widths"),
+        ({"model.head": "rf", "loss.name": "sigmoid_bce"}, "is for multi-label data"),
     ],
 )
 def test_bad_head_configs_fail_validation(changes, message):

@@ -66,6 +66,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.range_check = "raise"
     c.data.augment = ()
     c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
+    # Per-class augmentation (medjax.ops.per_class; issue 15, DARI-style): "CLASS: op(...)"
+    # entries, CLASS an index or name; run after data.augment on that class's examples only.
+    c.data.augment_per_class = ()
+    c.data.augment_per_class_mode = "after"  # after data.augment, or instead of it
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn"  # see medjax.models.MODELS.names() and the README's model table
@@ -86,6 +90,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.rnn_hidden = 128  # cnn_rnn
     c.model.members = ()  # ensemble: names of the backbone models, e.g. ("resnet18", "densenet121")
     c.model.combine = "mean"  # ensemble: mean (of member features) or concat
+    # ensemble: a weights file per member ("" = none), aligned with members; each is loaded
+    # into that member's subtree as config.model.pretrained would load it into the model alone
+    c.model.member_pretrained = ()
     # Weights file to start from: a torchvision state_dict (.pth) or a Keras .keras/.h5 file
     c.model.pretrained = ""
     c.model.pretrained_source = "torchvision"  # torchvision or keras
@@ -178,6 +185,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.sharding = ml_collections.ConfigDict()
     c.sharding.strategy = "replicated"  # replicated, or fsdp: state split over mesh.fsdp
     c.sharding.rules = ()  # "REGEX=SPEC" over state paths, before the strategy; see sharding.py
+
+    # Output-level ensembles of separately trained runs (medjax.ensemble): when members are
+    # named, `python -m medjax.run` trains the unfinished ones, then combines their predictions.
+    c.ensemble = ml_collections.ConfigDict()
+    # Each a config spec "experiments/NAME.py[:args] [--config.KEY=VALUE ...]" or a finished
+    # workdir; () = an ordinary run
+    c.ensemble.members = ()
+    c.ensemble.method = "soft"  # soft (mean probability), hard (majority vote), stacking
+    c.ensemble.members_dir = ""  # where members train; "" = WORKDIR/members
 
     # Copies of metrics.jsonl, the config, the test metrics and the plots for browsing runs
     # side by side (medjax.train.tracking); metrics.jsonl and results.json stay the record.

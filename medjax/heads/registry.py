@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from medjax.errors import ConfigError
 from medjax.registry import Registry
+from medjax.train.losses import MULTI_LABEL_LOSSES
 
 HEADS = Registry("head", "config.model.head")
 NETWORK_HEADS = ("linear", "mlp")  # trained with the network: nothing is fitted afterwards
@@ -52,6 +53,12 @@ def check_config(config) -> None:
         raise ConfigError(
             f"config.model.head_hidden={tuple(cfg.head_hidden)} adds hidden layers to the "
             f"head: set config.model.head='mlp' (or head_hidden=() for the linear head)"
+        )
+    if is_fitted(config) and config.loss.name in MULTI_LABEL_LOSSES:
+        raise ConfigError(
+            f"config.model.head={cfg.head!r} is fitted on one class per image, but "
+            f"config.loss.name={config.loss.name!r} is for multi-label data; use "
+            f"config.model.head='linear' or 'mlp' (one sigmoid per finding)"
         )
     if is_fitted(config):
         from medjax.heads.features import check_pooled

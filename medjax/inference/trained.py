@@ -7,6 +7,7 @@ evaluated (medjax.inference.files). No training data is read.
 """
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -26,6 +27,7 @@ from medjax.heads.in_run import probabilities
 from medjax.inference import files
 from medjax.models import build_model
 from medjax.ops import build_preprocess
+from medjax.train.losses import MULTI_LABEL_LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,17 +65,24 @@ class TrainedRun:
 
         return logits
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run predicts several findings per image (one sigmoid each)."""
+        return self.config.loss.name in MULTI_LABEL_LOSSES
+
     def probs_fn(self, flip_tta: bool | None = None, temperature: float | None = None):
         """Pure (variables, images) -> class probabilities as the run's test computed them
         (flip TTA when its config used it); with `temperature`, calibrated as it was fitted:
         softmax(log p / T) of those probabilities (medjax.eval.calibration)."""
         logits = self.logits_fn()
         tta = self.config.eval.flip_tta if flip_tta is None else flip_tta
+        # multi-label runs: each finding's own sigmoid (they have no temperature)
+        link = jax.nn.sigmoid if self.multi_label else functools.partial(jax.nn.softmax, axis=-1)
 
         def probs(variables, images):
-            p = jax.nn.softmax(logits(variables, images), axis=-1)
+            p = link(logits(variables, images))
             if tta:
-                p = (p + jax.nn.softmax(logits(variables, jnp.flip(images, -2)), -1)) / 2
+                p = (p + link(logits(variables, jnp.flip(images, -2)))) / 2
             if temperature is not None:
                 p = jax.nn.softmax(jnp.log(jnp.clip(p, CLIP, 1.0)) / temperature, axis=-1)
             return p

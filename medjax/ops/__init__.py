@@ -12,6 +12,7 @@ from medjax.ops import (  # noqa: F401  (registers the ops)
     intensity,
     intensity_augment,
     mix,
+    roi,
     spatial_augment,
 )
 from medjax.ops.pipeline import (

@@ -20,6 +20,7 @@ from medjax.data.pipeline import preprocess_dataset
 from medjax.data.source import SPLITS, Dataset, Split
 from medjax.models import build_model
 from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.ops.per_class import build_labelled_augment
 from medjax.train import finetune, losses, precise_bn, sharding, validate, vectorize
 from medjax.train.optimizers import build_optimizer
 from medjax.train.steps import init_state, jit_steps
@@ -84,7 +85,8 @@ class Experiment:
         images = jax.ShapeDtypeStruct(
             (*batch, *self.data.dataset.image_shape), np.float32, sharding=train_sharding
         )
-        labels = jax.ShapeDtypeStruct(batch, np.int32, sharding=train_sharding)
+        findings = self.data.dataset.splits["train"].labels.shape[1:]  # multi-label: (L,)
+        labels = jax.ShapeDtypeStruct((*batch, *findings), np.int32, sharding=train_sharding)
         return self.train_step.lower(state, images, labels).compile()
 
 
@@ -160,12 +162,22 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         validate.validate(c)
     vectorize.check(configs)
     config = configs[0]  # everything but the vectorized keys is shared
-    preprocess, augment, mix = pipeline_fns(config)
+    preprocess, _, mix = pipeline_fns(config)
     mesh = sharding.make_mesh(config.mesh)
     validate.check_devices(config, mesh)
     data = data or load_data(config, preprocess)
     dataset = data.dataset
-    validate.check_data(config, dataset.class_names, len(dataset.splits["train"]))
+    validate.check_data(
+        config, dataset.class_names, len(dataset.splits["train"]), dataset.multi_label
+    )
+    # (key, image, label): the per-class ops need the data's class names
+    augment = build_labelled_augment(
+        config.data.augment,
+        config.data.augment_per_class,
+        dataset.class_names,
+        config.data.augment_per_class_mode,
+        dataset.multi_label,
+    )
     schedule = make_schedule(config, len(dataset.splits["train"]))
     model = build_model(config.model, dataset.num_classes, dataset.image_shape[0])
     weights = losses.class_weights(
@@ -218,11 +230,12 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         per_run=per_run if hparams[0] else None,
         state_sharding=state_sharding,
         accumulate=config.train.grad_accum_steps,
+        multi_label=dataset.multi_label,
     )
 
     def initial_state():
         state = jax.jit(make_state, out_shardings=state_sharding)()
-        if config.model.pretrained:
+        if config.model.pretrained or any(config.model.member_pretrained):
             state = finetune.load_into_state(state, config, tx, state_sharding)
         return state
 

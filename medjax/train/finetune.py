@@ -87,23 +87,29 @@ def param_shapes(model, image_shape):
 
 def load_into_state(state, config, tx, sharding):
     """The state with `config.model.pretrained`'s weights (head re-initialised for a new
-    class count, an RGB stem summed for grayscale input), a fresh optimizer state and EMA."""
+    class count, an RGB stem summed for grayscale input), or an ensemble's
+    `config.model.member_pretrained` in its members' subtrees, a fresh optimizer state and EMA."""
     from medjax.weights import load_pretrained
 
     like = {"params": state.params, "batch_stats": state.batch_stats}
-    variables, notes = load_pretrained(
-        config.model.pretrained,
-        config.model.name,
-        like,
-        source=config.model.pretrained_source,
-        layout=config.model.layout,
-    )
-    for note in notes:
-        print(f"pretrained: {note}")
+    if config.model.pretrained:
+        like, notes = load_pretrained(
+            config.model.pretrained,
+            config.model.name,
+            like,
+            source=config.model.pretrained_source,
+            layout=config.model.layout,
+        )
+        for note in notes:
+            print(f"pretrained: {note}")
+    if any(config.model.member_pretrained):
+        from medjax.weights.members import load_members
+
+        like = load_members(like, config.model)
 
     def replace(variables):
         params, stats = variables["params"], variables.get("batch_stats", {})
         ema = {"params": params, "batch_stats": stats} if state.ema else state.ema
         return state.replace(params=params, batch_stats=stats, opt_state=tx.init(params), ema=ema)
 
-    return jax.jit(replace, out_shardings=sharding)(variables)
+    return jax.jit(replace, out_shardings=sharding)(like)

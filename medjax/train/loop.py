@@ -217,6 +217,7 @@ def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
     if heads.is_fitted(exp.config):  # its probabilities and metrics become the run's
         probs = heads.in_run.fit_heads(exp, runs, state, results)
     predictions.save_split(runs, "val", probs["val"], splits["val"].labels)  # k-fold pooling
+    predictions.save_split(runs, "test", probs["test"], splits["test"].labels)  # ensembles
     labels = {split: splits[split].labels for split in probs}
     for k, (res, config) in enumerate(zip(results, exp.configs, strict=True)):
         mine = {split: p[k] for split, p in probs.items()}
