@@ -281,7 +281,7 @@ def test_pretrained_weights_load_under_an_mlp_head_which_starts_fresh(tmp_path):
     cfg = get_base_config().model
     cfg.name, cfg.head, cfg.head_hidden, cfg.stem = "resnet18", "mlp", (6,), "imagenet"
     model = build_model(cfg, 2, 32)
-    like = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+    like = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
     variables, notes = load_pretrained(str(path), "resnet18", like)
     assert any("MLP head (1 hidden layers" in n for n in notes)
     for layer in ("head_hidden0", "head"):  # fresh, from `like`
