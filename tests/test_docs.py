@@ -7,6 +7,7 @@ import re
 import pytest
 
 from medjax.data import SOURCES
+from medjax.heads import HEADS
 from medjax.models import MODELS
 from medjax.models.layers import ACTIVATIONS, NORMS
 from medjax.models.registry import STEMS
@@ -30,6 +31,7 @@ REGISTERED = {
     "model.stem": STEMS,
     "model.activation": ACTIVATIONS.names(),
     "model.norm": NORMS.names(),
+    "model.head": HEADS.names(),
     "optimizer.name": OPTIMIZERS.names(),
     "optimizer.schedule": SCHEDULES.names(),
     "loss.name": LOSSES.names(),

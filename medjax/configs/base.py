@@ -113,6 +113,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     # two_branch (late fusion of image and feature channels, e.g. from sobel() or dwt()):
     c.model.branches = ("cnn", "cnn")  # two_branch: backbones for the image, then the features
     c.model.branch_channels = 1  # two_branch: leading input channels that are the image
+    # The classifier on the "pooled" features (medjax.heads): linear (the network's own), mlp
+    # (the network's own, with hidden layers head_hidden), or one fitted after training on the
+    # trained network's features: svm (RBF), svm_linear, logreg, rf, knn, elm.
+    c.model.head = "linear"
+    c.model.head_hidden = ()  # widths of the MLP head's hidden layers, e.g. (512, 256)
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # see medjax.train.optimizers

@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
-from medjax.models.layers import stage_features
+from medjax.models.layers import hidden_layers, stage_features
 from medjax.models.registry import MODELS
 
 F32 = jnp.float32
@@ -78,6 +78,7 @@ class ViT(nn.Module):
     dropout: float
     act: Callable
     dtype: Any = F32
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -89,6 +90,7 @@ class ViT(nn.Module):
         x = stage_features(self, "patches", x)
         x = class_token_encoder(self, x, train)
         self.sow("intermediates", "pooled", x)
+        x = hidden_layers(self, x, nn.Dropout(self.dropout, deterministic=not train))
         return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="head")(x)
 
 

@@ -2,7 +2,7 @@
 
 Parameters are addressed by their path in the parameter tree, "stage1_block0/conv1/kernel",
 matched with regular expressions from `config.model.freeze`; the head is the top-level module
-named "head" in every medjax model.
+named "head" in every medjax model, with the MLP head's "head_hidden0", ... when it has them.
 """
 
 import re
@@ -60,7 +60,9 @@ def with_finetuning(tx, config, param_tree, make_optimizer):
     def label(kp, is_frozen):
         if is_frozen:
             return "frozen"
-        return "head" if head_lr and _path(kp).split("/")[0] == "head" else "body"
+        # the MLP head's hidden layers (config.model.head_hidden) are new too: the head's rate
+        top = _path(kp).split("/")[0]
+        return "head" if head_lr and re.fullmatch(r"head(_hidden\d+)?", top) else "body"
 
     labels = jax.tree_util.tree_map_with_path(label, frozen)
     transforms = {"body": tx, "frozen": optax.set_to_zero()}

@@ -10,6 +10,7 @@ are the checks that need the devices or the loaded data.
 
 import ml_collections
 
+from medjax import heads
 from medjax.configs import get_base_config
 from medjax.data import SOURCES, imbalance, splits
 from medjax.data.decode import BIT_DEPTHS, FITS
@@ -151,6 +152,7 @@ def validate(config) -> None:
             raise ConfigError(f"config.{key}={config[section][field]!r} {problem}{hint}")
     _check_data_keys(config.data)
     _check_model_keys(config)
+    heads.check_config(config)
     LOSSES.get(config.loss.name)
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)
