@@ -132,6 +132,13 @@ def export_run(run, out_dir: str, flip_tta: bool | None = None, platforms=PLATFO
     parent = os.path.dirname(os.path.abspath(out_dir))
     if not os.path.isdir(parent):
         raise ConfigError(f"--out {out_dir}: the folder {parent} does not exist; create it first")
+    if run.head is not None:
+        raise ConfigError(
+            f"{run.workdir}: its config.model.head={run.config.model.head!r} is fitted on the "
+            f"network's features after training and saved apart from it (head/head.pkl), not "
+            f"part of the JAX program export writes; export a run whose head is 'linear' or "
+            f"'mlp', or apply head/head.pkl to the features medjax.predict computes"
+        )
     tta = run.config.eval.flip_tta if flip_tta is None else flip_tta
     run = portable(run)
     names, leaves, treedef = flat_variables(run.variables)

@@ -74,11 +74,20 @@ class Predictor:
         return [np.concatenate(parts) for parts in zip(*out, strict=True)]
 
 
+def predicted(run, p: np.ndarray) -> str:
+    """The predicted class; for a multi-label run, the findings at or above their thresholds
+    fitted on validation, joined by ';' (empty: none)."""
+    thresholds = (run.results.get("operating_point") or {}).get("thresholds")
+    if thresholds is None:
+        return run.class_names[int(np.argmax(p))]
+    return ";".join(n for n, v, t in zip(run.class_names, p, thresholds, strict=True) if v >= t)
+
+
 def rows(run, decoded: inputs.Images, probs: list[np.ndarray]):
     threshold, positive = operating_threshold(run), run.config.eval.positive_class
     for i, (name, frame) in enumerate(zip(decoded.names, decoded.frames, strict=True)):
         p = probs[0][i]
-        row = [name, frame, run.class_names[int(np.argmax(p))]]
+        row = [name, frame, predicted(run, p)]
         row += [f"{float(v):.9g}" for q in probs for v in q[i]]  # .9g: float32 round-trips
         if threshold is not None:
             row.append(run.class_names[positive if p[positive] >= threshold else 1 - positive])

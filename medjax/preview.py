@@ -47,7 +47,8 @@ def augmented_grid(config, examples: int, draws: int, with_mix: bool = False):
             rows.append(images)
             continue
         augment_key, _, mix_key = step_keys(state_key, step)
-        out = jax.jit(jax.vmap(exp.augment_fn))(example_keys(augment_key, examples), images)
+        keys = example_keys(augment_key, examples)
+        out = jax.jit(jax.vmap(exp.augment_fn))(keys, images, train.labels[pick])
         if with_mix and exp.mix_fn is not None:
             onehot = jax.nn.one_hot(train.labels[pick], dataset.num_classes)
             out, _ = exp.mix_fn(mix_key, out, onehot)
@@ -120,9 +121,11 @@ def main(argv):
     originals, grid, labels, names = augmented_grid(
         config, args.examples, args.draws, args.with_mix
     )
+    per_class = list(config.data.augment_per_class)
     title = "\n".join(
         textwrap.wrap(f"preprocess: {' -> '.join(config.data.preprocess)}", 140)
         + textwrap.wrap(f"augment: {' -> '.join(config.data.augment) or '(none)'}", 140)
+        + (per_class and textwrap.wrap(f"per class: {'; '.join(per_class)}", 140))
         + ([f"mix: {config.data.mix}"] if config.data.mix and args.with_mix else [])
     )
     save_grid(originals, grid, labels, names, title, args.out)

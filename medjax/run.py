@@ -32,6 +32,9 @@ def main(argv):
     args = parser.parse_args(rest)
     config = config_from_args(args, overrides)
 
+    if config.ensemble.members:  # an output-level ensemble: its members, then their combination
+        run_ensemble(config, args, overrides)
+        return
     hosts.initialize(args)  # several processes: before JAX touches a device
     from medjax.report.experiment import describe
     from medjax.train.loop import train_and_evaluate  # after config errors: JAX import is slow
@@ -63,6 +66,16 @@ def main(argv):
     with open(os.path.join(args.workdir, "run_card.json")) as f:
         timings = json.load(f)["timings"]
     print(f"run card: {os.path.join(args.workdir, 'run_card.json')} ({timings})")
+
+
+def run_ensemble(config, args, overrides) -> None:
+    from medjax.ensemble.__main__ import summary
+    from medjax.ensemble.from_config import run_ensemble as train_and_combine
+    from medjax.report.experiment import describe
+
+    experiment = describe(args.config, overrides)
+    results = train_and_combine(config, args.workdir, args.overwrite, experiment)
+    print(summary(results, args.workdir))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from medjax.data import SOURCES
+from medjax.heads import HEADS
 from medjax.models import MODELS
 from medjax.models.layers import ACTIVATIONS, NORMS
 from medjax.models.registry import STEMS
@@ -21,6 +22,7 @@ from .test_models_cnn_zoo import TORCHVISION_PARAMS as CNN_ZOO
 from .test_models_deep_zoo import KERAS_XCEPTION
 from .test_models_deep_zoo import TORCHVISION_PARAMS as DEEP_ZOO
 from .test_models_vit_3d_ensemble import R3D_18_PARAMS_400_CLASSES, VIT_PARAMS
+from .test_review_variants import EFFICIENTNET_V2_PARAMS
 
 README = (ROOT / "README.md").read_text()
 
@@ -31,6 +33,7 @@ REGISTERED = {
     "model.stem": STEMS,
     "model.activation": ACTIVATIONS.names(),
     "model.norm": NORMS.names(),
+    "model.head": HEADS.names(),
     "optimizer.name": OPTIMIZERS.names(),
     "optimizer.schedule": SCHEDULES.names(),
     "loss.name": LOSSES.names(),
@@ -40,14 +43,26 @@ REGISTERED = {
 }
 
 # The reference counts the model tests assert with jax.eval_shape, by model name.
-REFERENCE = {**CNN_ZOO, **DEEP_ZOO, **VIT_PARAMS, "resnet3d_18": R3D_18_PARAMS_400_CLASSES}
+REFERENCE = {
+    **CNN_ZOO,
+    **DEEP_ZOO,
+    **VIT_PARAMS,
+    **EFFICIENTNET_V2_PARAMS,
+    "resnet3d_18": R3D_18_PARAMS_400_CLASSES,
+}
 # What each number in the model table's count column is, in order, per family.
 COUNTED = {
     "AlexNet": ["alexnet"],
     "VGG": ["vgg16"],
     "ResNet": ["resnet18", "resnet34", "resnet50", "resnet101"],
     "DenseNet": ["densenet121", "densenet169", "densenet201"],
-    "EfficientNet": ["efficientnet_b0", "efficientnet_b7", "efficientnet_v2_s"],
+    "EfficientNet": [
+        "efficientnet_b0",
+        "efficientnet_b7",
+        "efficientnet_v2_s",
+        "efficientnet_v2_m",
+        "efficientnet_v2_l",
+    ],
     "MobileNetV2": ["mobilenet_v2"],
     "InceptionV3": ["inception_v3"],
     "ViT": ["vit_b"],

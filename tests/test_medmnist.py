@@ -107,8 +107,25 @@ def test_size_not_published_lists_the_sizes(tmp_path):
         load_dataset(config("dermamnist", 32, path=tmp_path))
 
 
-def test_chestmnist_stays_unsupported_with_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="multi-label"):
+def test_chestmnist_loads_its_14_findings_as_multi_label(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (
+            np.eye(14, dtype=np.uint8)[np.arange(6) % 14] | np.eye(14, dtype=np.uint8)[[13] * 6]
+        )
+    np.savez(tmp_path / "chestmnist.npz", **arrays)
+    with pytest.raises(DataError, match="'pneumonia' has no images in the train split"):
+        load_dataset(config("chestmnist", 28, path=tmp_path))  # findings 0-5 and 13 only
+    arrays["train_labels"] = np.ones((6, 14), np.uint8)
+    np.savez(tmp_path / "chestmnist.npz", **arrays)
+    dataset = load_dataset(config("chestmnist", 28, path=tmp_path))
+    assert dataset.multi_label and dataset.splits["test"].labels.shape == (6, 14)
+    assert dataset.class_names[0] == "atelectasis" and dataset.num_classes == 14
+    arrays["val_labels"][0, 0] = 2
+    np.savez(tmp_path / "chestmnist.npz", **arrays)
+    with pytest.raises(DataError, match="not 0 or 1"):
         load_dataset(config("chestmnist", 28, path=tmp_path))
 
 

@@ -164,6 +164,13 @@ def test_unknown_segmenter_lists_the_valid_ones():
         validate(_segment_config("segnet"))
 
 
+def test_content_dependent_crops_are_refused_with_a_prior():
+    c = _segment_config()
+    c.data.preprocess = ("foreground_crop()", "value_range(min=-1.0, max=1.0)")
+    with pytest.raises(ConfigError, match="foreground_crop.*its mask cannot follow"):
+        validate(c)
+
+
 def _folder(tmp_path, mask_size=(12, 12)):
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()

@@ -51,7 +51,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.cache = True  # decoded, preprocessed splits reused across runs
     c.data.cache_dir = ""  # "" = $MEDJAX_CACHE_DIR or ~/.cache/medjax
     c.data.sampler = "shuffle"  # shuffle (each image once per epoch), balanced (classes equal)
-    c.data.oversample = ""  # "smote(k=5)": synthetic minority images (see medjax.data.imbalance)
+    # synthetic minority images, train only: "smote(k=5)" (medjax.data.imbalance) or
+    # "gan(steps=2000)" (a class-conditional GAN, medjax.data.generative)
+    c.data.oversample = ""
     c.data.num_classes = 2  # phantom only; other sources read it from the data
     c.data.modality = "ultrasound"  # phantom noise model: xray (Poisson), ultrasound, mri (Rician)
     c.data.num_train = 2048  # phantom split sizes
@@ -66,6 +68,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.range_check = "raise"
     c.data.augment = ()
     c.data.mix = ""  # batch-level label mixing on the device: "mixup(alpha=0.2)", "cutmix()"
+    # Per-class augmentation (medjax.ops.per_class; issue 15, DARI-style): "CLASS: op(...)"
+    # entries, CLASS an index or name; run after data.augment on that class's examples only.
+    c.data.augment_per_class = ()
+    c.data.augment_per_class_mode = "after"  # after data.augment, or instead of it
 
     # A segmentation prior (medjax.segment): a segmenter trained first on the training
     # split's masks (WORKDIR/segmenter), whose predicted masks then crop each image or join
@@ -103,9 +109,17 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model.width_multiplier = 1.0  # mobilenet_v2: channel scaling
     c.model.patch_size = 16  # vit: square patch side in pixels
     c.model.rnn = "lstm"  # cnn_rnn: lstm or gru over the slices of a volume
-    c.model.rnn_hidden = 128  # cnn_rnn
+    c.model.rnn_hidden = 128  # cnn_rnn; conv_lstm: the ConvLSTM's channels
+    # Recurrent and attention variants (issue 15 item 11; conv_lstm also reads rnn_hidden and
+    # the cnn keys): the transformer of vit_conv_stem and cnn_attention, ViT_C-1GF's by default.
+    c.model.transformer_width = 192  # vit_conv_stem, cnn_attention: token width
+    c.model.transformer_depth = 11  # vit_conv_stem, cnn_attention: encoder blocks
+    c.model.transformer_heads = 3  # vit_conv_stem, cnn_attention: attention heads
     c.model.members = ()  # ensemble: names of the backbone models, e.g. ("resnet18", "densenet121")
     c.model.combine = "mean"  # ensemble: mean (of member features) or concat
+    # ensemble: a weights file per member ("" = none), aligned with members; each is loaded
+    # into that member's subtree as config.model.pretrained would load it into the model alone
+    c.model.member_pretrained = ()
     # Weights file to start from: a torchvision state_dict (.pth) or a Keras .keras/.h5 file
     c.model.pretrained = ""
     c.model.pretrained_source = "torchvision"  # torchvision or keras
@@ -116,6 +130,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     # batch-norm statistics: "^(?!head)" trains only the head.
     c.model.freeze = ()
     c.model.conv = "auto"  # 2D/depthwise/3D convs: gemm (CPU forms), xla (lax.conv), auto
+    # two_branch (late fusion of image and feature channels, e.g. from sobel() or dwt()):
+    c.model.branches = ("cnn", "cnn")  # two_branch: backbones for the image, then the features
+    c.model.branch_channels = 1  # two_branch: leading input channels that are the image
+    # The classifier on the "pooled" features (medjax.heads): linear (the network's own), mlp
+    # (the network's own, with hidden layers head_hidden), or one fitted after training on the
+    # trained network's features: svm (RBF), svm_linear, logreg, rf, knn, elm.
+    c.model.head = "linear"
+    c.model.head_hidden = ()  # widths of the MLP head's hidden layers, e.g. (512, 256)
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "adam"  # see medjax.train.optimizers
@@ -123,7 +145,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optimizer.schedule = "constant"  # constant, cosine, warmup_cosine
     c.optimizer.warmup_epochs = 0.0
     c.optimizer.weight_decay = 0.0
-    c.optimizer.momentum = 0.9  # sgd, nesterov, rmsprop
+    c.optimizer.momentum = 0.9  # sgd, nesterov, rmsprop, lars
     c.optimizer.grad_clip_norm = 0.0  # 0 disables
     c.optimizer.head_learning_rate = 0.0  # > 0: the head's own learning rate (same schedule)
 
@@ -194,6 +216,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.sharding.strategy = "replicated"  # replicated, or fsdp: state split over mesh.fsdp
     c.sharding.rules = ()  # "REGEX=SPEC" over state paths, before the strategy; see sharding.py
 
+    # Output-level ensembles of separately trained runs (medjax.ensemble): when members are
+    # named, `python -m medjax.run` trains the unfinished ones, then combines their predictions.
+    c.ensemble = ml_collections.ConfigDict()
+    # Each a config spec "experiments/NAME.py[:args] [--config.KEY=VALUE ...]" or a finished
+    # workdir; () = an ordinary run
+    c.ensemble.members = ()
+    c.ensemble.method = "soft"  # soft (mean probability), hard (majority vote), stacking
+    c.ensemble.members_dir = ""  # where members train; "" = WORKDIR/members
+
     # Copies of metrics.jsonl, the config, the test metrics and the plots for browsing runs
     # side by side (medjax.train.tracking); metrics.jsonl and results.json stay the record.
     c.log = ml_collections.ConfigDict()
@@ -202,6 +233,19 @@ def get_base_config() -> ml_collections.ConfigDict:
     # An MLflow tracking URI, e.g. file:/path/mlruns or sqlite:///path/mlflow.db; "" = none.
     # Needs `pip install mlflow` (not a medjax dependency).
     c.log.mlflow_uri = ""
+
+    # Genetic architecture search (python -m medjax.search; medjax.search): candidates are runs
+    # of this config with the genome's keys set; fitness is train.select_metric on validation.
+    c.search = ml_collections.ConfigDict()
+    c.search.space = ()  # genes, each "KEY=[choice, ...]", e.g. "model.kernel_size=[3, 5]"
+    c.search.population = 6  # candidates per generation (at least 2)
+    c.search.generations = 3  # a rerun with more generations extends a finished search
+    c.search.tournament = 2  # candidates drawn per parent; the fittest of them breeds
+    c.search.crossover = 0.9  # probability a child mixes two parents gene by gene
+    c.search.mutation = 0.2  # probability each gene of a child takes another choice
+    c.search.elitism = 1  # fittest candidates copied unchanged into the next generation
+    c.search.seed = 0  # the GA's own draws; each candidate still trains with config.seed
+    c.search.max_params = 0  # > 0: parameter budget; candidates over it rank below all within
     return c
 
 

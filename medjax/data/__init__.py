@@ -2,6 +2,7 @@
 
 from medjax.data import (  # noqa: F401  (registers the sources)
     dicom,
+    generative,
     image_folder,
     manifest,
     medmnist,

@@ -33,7 +33,16 @@ from medjax.data.source import Dataset, Split, source_files
 
 FORMAT_VERSION = 1
 # Keys that act after the cached arrays (or on the cache itself) and so do not change them.
-LATER_KEYS = ("augment", "mix", "sampler", "oversample", "cache", "cache_dir")
+LATER_KEYS = (
+    "augment",
+    "augment_per_class",
+    "augment_per_class_mode",
+    "mix",
+    "sampler",
+    "oversample",
+    "cache",
+    "cache_dir",
+)
 PHANTOM_KEYS = ("num_classes", "modality", "num_train", "num_val", "num_test")
 LIBRARIES = ("numpy", "jax", "jaxlib", "pillow", "pydicom", "nibabel", "tensorflow-datasets")
 _PACKAGE = pathlib.Path(__file__).resolve().parents[1]

@@ -21,6 +21,9 @@ input space; val and test never get synthetic images. Synthetic images get the p
 the real training images only (the schedule is computed before over-sampling), so num_epochs
 means the same number of steps with or without it. Balanced sampler, SMOTE and loss class
 weights each even out the classes: combined, they compound.
+
+`config.data.oversample="gan(steps=2000)"` makes the synthetic images with a class-conditional
+GAN trained on the training split instead (`medjax.data.generative`).
 """
 
 import grain
@@ -102,11 +105,12 @@ def check_sampler(sampler: str) -> None:
 def smote(k: int = 5):
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"k (neighbours) must be a positive integer, not {k!r}")
-    return lambda split, seed: smote_split(split, k, seed)
+    return lambda split, seed, store=None: (*smote_split(split, k, seed), {})
 
 
 def parse_oversample(spec: str):
-    """ "" -> None, or a fn(split, seed) -> (split, {class: synthetic count})."""
+    """ "" -> None, or a fn(split, seed, store=None) -> (split, {class: synthetic count}, info
+    for data_summary.json); `store` is a folder where a method may cache what it trained."""
     if not spec:
         return None
     factory, args, kwargs = parse_op(spec, OVERSAMPLERS)
@@ -118,8 +122,14 @@ def parse_oversample(spec: str):
 
 def oversample(split: Split, spec: str, seed: int) -> tuple[Split, dict]:
     """The training split with `spec`'s synthetic images appended; ({} when spec is "")."""
+    return oversample_recorded(split, spec, seed)[:2]
+
+
+def oversample_recorded(split: Split, spec: str, seed: int, store: str | None = None):
+    """(split, {class: synthetic count}, info): `oversample` with what the method reports
+    (a generator's settings and quality) and a folder it may cache its work in."""
     fn = parse_oversample(spec)
-    return (split, {}) if fn is None else fn(split, seed)
+    return (split, {}, {}) if fn is None else fn(split, seed, store)
 
 
 def smote_split(split: Split, k: int, seed: int) -> tuple[Split, dict]:

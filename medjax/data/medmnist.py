@@ -27,12 +27,8 @@ from medjax.data.source import (
 from medjax.data.values import check_finite
 from medjax.errors import ConfigError, DataError
 
-# Class names and modality of every single-label MedMNIST v2 dataset.
-KNOWN = {
-    name: (info.modality, list(info.class_names))
-    for name, info in INFO.items()
-    if not info.multi_label
-}
+# Class names (multi-label ChestMNIST: its findings) and modality of every MedMNIST v2 dataset.
+KNOWN = {name: (info.modality, list(info.class_names)) for name, info in INFO.items()}
 
 
 def find_file(name: str, path: str, size: int = 28) -> str:
@@ -66,11 +62,6 @@ def _check_config(cfg) -> None:
     info = INFO.get(cfg.name)
     if info is None:
         return
-    if info.multi_label:
-        raise DataError(
-            f"{cfg.name} is a multi-label dataset ({len(info.class_names)} findings per image); "
-            f"medjax needs one class per image (multi-label MedMNIST sets are not supported yet)"
-        )
     if cfg.image_size not in info.sizes:
         raise ConfigError(
             f"{cfg.name} comes at image sizes {', '.join(map(str, info.sizes))}, not "
@@ -137,14 +128,15 @@ def medmnist_files(cfg) -> list[str]:
 
 
 def _labels(path: str, split: str, labels: np.ndarray) -> np.ndarray:
-    """(N,) int64 class indices from (N,) or (N, 1) integers (before any narrowing cast, so a
-    huge value cannot wrap around into a valid class)."""
+    """(N,) int64 class indices from (N,) or (N, 1) integers, or multi-label (N, L) 0/1
+    findings (ChestMNIST), before any narrowing cast, so a huge value cannot wrap around into a
+    valid class."""
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-    if labels.ndim != 1:
+    if labels.ndim not in (1, 2):
         raise DataError(
-            f"{path}: {split}_labels has shape {labels.shape}; medjax needs one class per image "
-            f"(N,) or (N, 1) (multi-label MedMNIST sets are not supported yet)"
+            f"{path}: {split}_labels has shape {labels.shape}; medjax reads one class per image "
+            f"(N,) or (N, 1), or multi-label findings (N, L) of 0/1"
         )
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataError(

@@ -72,6 +72,6 @@ def eval_batches(
         if n < batch_size:
             pad = batch_size - n
             images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-            labels = np.concatenate([labels, np.zeros(pad, labels.dtype)])
+            labels = np.concatenate([labels, np.zeros((pad, *labels.shape[1:]), labels.dtype)])
             mask[n:] = False
         yield images, labels, mask

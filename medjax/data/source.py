@@ -25,7 +25,7 @@ SPLITS = ("train", "val", "test")
 @dataclasses.dataclass
 class Split:
     images: np.ndarray  # (N, H, W, C), or (N, D, H, W, C) for volumes
-    labels: np.ndarray  # (N,) int32
+    labels: np.ndarray  # (N,) int32 class indices, or multi-label (N, L) int32 0/1 per finding
     groups: np.ndarray | None = None  # (N,) patient ids (str): no patient in two splits
 
     def __len__(self) -> int:
@@ -43,6 +43,12 @@ class Dataset:
     split_method: str = ""  # how the splits were made (medjax.data.splits.assign)
 
     @property
+    def multi_label(self) -> bool:
+        """Whether each image has several findings (labels (N, L), one 0/1 per class name)
+        rather than one class."""
+        return self.splits["train"].labels.ndim == 2
+
+    @property
     def image_shape(self) -> tuple[int, ...]:
         return self.splits["train"].images.shape[1:]
 
@@ -51,7 +57,7 @@ class Dataset:
         were made ("split_method"), as printed and saved with the run."""
         out = {}
         for name, s in self.splits.items():
-            counts = np.bincount(s.labels, minlength=self.num_classes)
+            counts = label_counts(s.labels, self.num_classes)
             out[name] = {"images": len(s)}
             if s.groups is not None:
                 out[name]["patients"] = len(np.unique(s.groups))
@@ -88,6 +94,8 @@ def index_names(splits: dict, origin: str) -> list[str]:
     label. Refused when K reaches the training set's size (some class would have no training
     image) before the list is built: one corrupt label (2**32) would make it billions long."""
     train = splits["train"] if "train" in splits else splits["all"]
+    if train.labels.ndim == 2:  # multi-label: one name per column
+        return [f"finding_{i}" for i in range(train.labels.shape[1])]
     largest = int(train.labels.max()) if len(train) else -1
     if largest >= len(train):
         raise DataError(
@@ -98,10 +106,20 @@ def index_names(splits: dict, origin: str) -> list[str]:
     return [f"class_{i}" for i in range(largest + 1)]
 
 
+def label_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Images per class; for multi-label (N, L) labels, images with each finding."""
+    if labels.ndim == 2:
+        return labels.sum(0).astype(np.int64)
+    return np.bincount(labels, minlength=num_classes)
+
+
 def check_labels(splits: dict, names: list, origin: str, fix: str) -> None:
-    """Every label a class index of `names`; else a DataError naming the split, the count and
-    the first bad value, ending with `fix`."""
+    """Every label a class index of `names` (multi-label: a 0/1 per name); else a DataError
+    naming the split, the count and the first bad value, ending with `fix`."""
     for name, split in splits.items():
+        if split.labels.ndim == 2:
+            _check_multi_hot(name, split.labels, names, origin, fix)
+            continue
         bad = (split.labels < 0) | (split.labels >= len(names))
         if bad.any():
             raise DataError(
@@ -114,7 +132,7 @@ def check_labels(splits: dict, names: list, origin: str, fix: str) -> None:
 def check_every_class(split_name: str, split: Split, names: list, origin: str, fix: str) -> None:
     """DataError naming the first class of `names` without an image in `split`, ending with
     `fix`: a classifier cannot learn a class it never sees."""
-    counts = np.bincount(split.labels, minlength=len(names))
+    counts = label_counts(split.labels, len(names))
     for label, count in enumerate(counts[: len(names)]):
         if not count:
             counted = shown(f"{n}: {c}" for n, c in zip(names, counts, strict=False))
@@ -129,3 +147,17 @@ def source_files(data_config) -> list[str]:
     if data_config.source not in SOURCE_FILES:
         return []
     return SOURCE_FILES.get(data_config.source)(data_config)
+
+
+def _check_multi_hot(split: str, labels: np.ndarray, names: list, origin: str, fix: str) -> None:
+    if labels.shape[1] != len(names):
+        raise DataError(
+            f"{origin}: split {split!r} has {labels.shape[1]} labels per image but there are "
+            f"{len(names)} findings {shown(names)}; {fix}"
+        )
+    bad = (labels != 0) & (labels != 1)
+    if bad.any():
+        raise DataError(
+            f"{origin}: split {split!r} has {int(bad.sum())} multi-label entries that are not 0 "
+            f"or 1 (first bad value {int(labels[bad][0])}); {fix}"
+        )

@@ -141,6 +141,23 @@ def _take(split: Split, idx: np.ndarray) -> Split:
     return Split(split.images[idx], split.labels[idx], groups)
 
 
+def strata(labels: np.ndarray) -> np.ndarray:
+    """The class each image is stratified by: its class, or for multi-label (N, L) its rarest
+    finding (L for an image with none), so that every finding, rare ones first, is spread
+    over the parts (an approximation of iterative stratification)."""
+    if labels.ndim == 1:
+        return labels
+    frequency = labels.sum(0)
+    order = np.argsort(frequency, kind="stable")  # rarest first
+    ranked = labels[:, order] > 0
+    first = np.where(ranked.any(1), order[np.argmax(ranked, axis=1)], labels.shape[1])
+    return first.astype(np.int64)
+
+
+def _names(labels: np.ndarray, names) -> list:
+    return list(names) + ["no finding"] if labels.ndim == 2 else names
+
+
 def _check_class_sizes(labels, groups, parts: int, names, what: str) -> None:
     """Every class must be able to reach every part: at least `parts` images, and with patient
     ids at least `parts` patients."""
@@ -160,7 +177,7 @@ def _check_class_sizes(labels, groups, parts: int, names, what: str) -> None:
 def _split(split: Split, fractions, seed: int, names, what: str) -> list[Split]:
     """`split` into len(fractions) stratified (and patient-grouped) parts."""
     fractions = np.asarray(fractions, np.float64) / np.sum(fractions)
-    labels, groups = split.labels, split.groups
+    labels, groups, names = strata(split.labels), split.groups, _names(split.labels, names)
     _check_class_sizes(labels, groups, len(fractions), names, what)
     for f, name in zip(fractions, what.split("/"), strict=True):
         if round(f * len(labels)) < len(np.unique(labels)):
@@ -206,7 +223,7 @@ def _grouped_split(labels, groups, fractions, seed: int) -> np.ndarray:
 
 def _fold(pool: Split, num_folds: int, fold: int, seed: int, names) -> tuple[Split, Split]:
     """(train, val) for fold `fold` of a stratified, patient-grouped when ids exist, k-fold."""
-    labels, groups = pool.labels, pool.groups
+    labels, groups, names = strata(pool.labels), pool.groups, _names(pool.labels, names)
     patients = len(labels) if groups is None else len(np.unique(groups))
     if patients < num_folds:
         unit = "images" if groups is None else "patients"

@@ -29,9 +29,12 @@ def roc_pr(folder, labels, probs, class_names, positive, split_metrics, point=No
     chosen threshold."""
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     roc_ax, pr_ax = fig.subplots(1, 2)
-    binary = len(class_names) == 2
+    labels = np.asarray(labels)
+    multi_label = labels.ndim == 2  # one curve per finding
+    binary = len(class_names) == 2 and not multi_label
     for c in [positive] if binary else range(len(class_names)):
-        is_c, score = np.asarray(labels) == c, np.asarray(probs)[:, c]
+        is_c = labels[:, c] == 1 if multi_label else labels == c
+        score = np.asarray(probs)[:, c]
         if is_c.all() or not is_c.any():
             continue
         fpr, tpr, _ = skm.roc_curve(is_c, score)
@@ -165,6 +168,8 @@ def write_evaluation_plots(folder, labels, probs, class_names, positive, metrics
     `extras` {"operating_point": {"threshold", "metrics"} or None, "calibration": {
     "reliability_after", "ece_after"} or None}. Returns the paths written."""
     os.makedirs(folder, exist_ok=True)
+    if np.asarray(labels).ndim == 2:  # multi-label: no confusion matrix or top-class reliability
+        return [roc_pr(folder, labels, probs, class_names, positive, metrics)]
     cal = extras.get("calibration") or {}
     return [
         roc_pr(

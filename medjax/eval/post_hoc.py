@@ -8,13 +8,19 @@ figures and the learning curves into WORKDIR/plots/.
 
 import os
 
-from medjax.eval import calibration, operating_point, plots
+from medjax.eval import calibration, multilabel, operating_point, plots
 
 
 def fit_and_report(labels: dict, probs: dict, config, num_classes: int) -> dict:
     """{"operating_point": ..., "calibration": ...} of one run: labels/probs by split name,
     "val" the one fitted on."""
     cfg = config.eval
+    if labels["val"].ndim == 2:  # multi-label: a threshold per finding, no temperature
+        return {
+            "operating_point": multilabel.threshold_report(
+                labels, probs, cfg.bootstrap_samples, config.seed
+            )
+        }
     point = operating_point.report(
         labels, probs, cfg, num_classes, cfg.bootstrap_samples, config.seed
     )

@@ -37,6 +37,11 @@ def explain_split(
     (default WORKDIR/explain/SPLIT); returns `out`. Checks everything before writing."""
     if isinstance(target, int) and not 0 <= target < run.num_classes:
         raise ConfigError(f"--target {target}: class indices are 0..{run.num_classes - 1}")
+    if run.multi_label:
+        raise ConfigError(
+            "split galleries of a multi-label run are not supported yet (each image has one map "
+            "per finding); explain single images of it with medjax.predict --cam instead"
+        )
     out = out or os.path.join(run.workdir, "explain", split_name)
     split = split_data(run, split_name)
     images, labels = np.asarray(split.images, np.float32), np.asarray(split.labels)

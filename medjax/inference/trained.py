@@ -7,6 +7,7 @@ evaluated (medjax.inference.files). No training data is read.
 """
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -17,11 +18,16 @@ import numpy as np
 from medjax.configs import config_from_plain
 from medjax.data.pipeline import eval_batches
 from medjax.data.source import Split
-from medjax.errors import WorkdirError
+from medjax.errors import ConfigError, WorkdirError
 from medjax.eval.calibration import EPS as CLIP
+from medjax.heads import files as heads_files
+from medjax.heads import registry as heads
+from medjax.heads.features import pooled_of
+from medjax.heads.in_run import probabilities
 from medjax.inference import files
 from medjax.models import build_model
 from medjax.ops import build_preprocess
+from medjax.train.losses import MULTI_LABEL_LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +41,9 @@ class TrainedRun:
     preprocess: object  # raw image -> model input, with the training split's statistics bound
     results: dict  # results.json
     data_summary: dict  # data_summary.json
+    # The head fitted on the network's features (config.model.head, medjax.heads), else None:
+    # predict applies it; logits_fn and probs_fn are the network's own.
+    head: object = None
     # jitted functions by their options: each compiled once per run, not once per call
     _jitted: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -56,17 +65,24 @@ class TrainedRun:
 
         return logits
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run predicts several findings per image (one sigmoid each)."""
+        return self.config.loss.name in MULTI_LABEL_LOSSES
+
     def probs_fn(self, flip_tta: bool | None = None, temperature: float | None = None):
         """Pure (variables, images) -> class probabilities as the run's test computed them
         (flip TTA when its config used it); with `temperature`, calibrated as it was fitted:
         softmax(log p / T) of those probabilities (medjax.eval.calibration)."""
         logits = self.logits_fn()
         tta = self.config.eval.flip_tta if flip_tta is None else flip_tta
+        # multi-label runs: each finding's own sigmoid (they have no temperature)
+        link = jax.nn.sigmoid if self.multi_label else functools.partial(jax.nn.softmax, axis=-1)
 
         def probs(variables, images):
-            p = jax.nn.softmax(logits(variables, images), axis=-1)
+            p = link(logits(variables, images))
             if tta:
-                p = (p + jax.nn.softmax(logits(variables, jnp.flip(images, -2)), -1)) / 2
+                p = (p + link(logits(variables, jnp.flip(images, -2)))) / 2
             if temperature is not None:
                 p = jax.nn.softmax(jnp.log(jnp.clip(p, CLIP, 1.0)) / temperature, axis=-1)
             return p
@@ -75,7 +91,9 @@ class TrainedRun:
 
     def predict(self, images: np.ndarray, flip_tta=None, temperature=None, batch_size=None):
         """Class probabilities (N, classes) of preprocessed `images`, in fixed-size batches
-        (one compilation for any N)."""
+        (one compilation for any N); from the fitted head when the run has one."""
+        if self.head is not None:
+            return self._head_predict(images, flip_tta, temperature, batch_size)
         key = ("probs", flip_tta, temperature)
         if key not in self._jitted:
             self._jitted[key] = jax.jit(self.probs_fn(flip_tta, temperature))
@@ -87,6 +105,33 @@ class TrainedRun:
             for x, _, mask in eval_batches(split, batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+
+    def features(self, images: np.ndarray, batch_size=None) -> np.ndarray:
+        """The network's "pooled" features (N, F) of preprocessed `images`, as a fitted head
+        takes them (medjax.heads.features)."""
+        if "features" not in self._jitted:
+            model = self.model
+            self._jitted["features"] = jax.jit(lambda v, x: pooled_of(model, v, x))
+        fn, batch_size = self._jitted["features"], batch_size or self.config.eval.batch_size
+        split = Split(np.asarray(images, np.float32), np.zeros(len(images), np.int32))
+        out = [
+            np.asarray(fn(self.variables, x))[mask]
+            for x, _, mask in eval_batches(split, batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def _head_predict(self, images, flip_tta, temperature, batch_size) -> np.ndarray:
+        if flip_tta:
+            raise ConfigError(
+                f"{self.workdir}: its {self.config.model.head!r} head was fitted on the "
+                f"features of unflipped images; flip TTA applies to the network's own head only"
+            )
+        if not len(images):
+            return np.zeros((0, self.num_classes), np.float32)
+        p = probabilities(self.head, self.features(images, batch_size), self.num_classes)
+        if temperature is not None:
+            p = np.asarray(jax.nn.softmax(jnp.log(jnp.clip(p, CLIP, 1.0)) / temperature, axis=-1))
+        return p
 
     def preprocess_images(self, raw: np.ndarray) -> np.ndarray:
         """Raw images (N, ...) decoded as the run's source decodes them -> model inputs."""
@@ -132,6 +177,7 @@ def load_run(workdir: str) -> TrainedRun:
     preprocess = build_preprocess(config.data.preprocess).bind(summary.get("fitted_on_train", {}))
     variables = files.read_variables(workdir)
     _check_fits(model, variables, image_shape, workdir)
+    head = heads_files.load(workdir, config.model.head) if heads.is_fitted(config) else None
     return TrainedRun(
         workdir=workdir,
         config=config,
@@ -142,6 +188,7 @@ def load_run(workdir: str) -> TrainedRun:
         preprocess=preprocess,
         results=results,
         data_summary=summary,
+        head=head,
     )
 
 

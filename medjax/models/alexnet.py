@@ -36,6 +36,7 @@ class AlexNet(nn.Module):
     dropout: float
     act: Callable
     dtype: Any = jnp.float32
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -65,7 +66,13 @@ class AlexNet(nn.Module):
         self.sow("intermediates", "pooled", x)
         hidden = 512 if self.small else 4096
         return Classifier(
-            self.num_classes, hidden, self.dropout, self.act, self.dtype, dropout_first=True
+            self.num_classes,
+            hidden,
+            self.dropout,
+            self.act,
+            self.dtype,
+            dropout_first=True,
+            head_hidden=self.head_hidden,
         )(x, train)
 
 

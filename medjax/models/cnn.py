@@ -26,26 +26,36 @@ class CNN(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = x.astype(self.dtype)
-        for i, width in enumerate(self.widths):
-            if i > 0:
-                pool = nn.max_pool if self.pool == "max" else nn.avg_pool
-                x = pool(x, (2, 2), (2, 2))
-            for j in range(self.convs_per_stage):
-                x = Conv(
-                    width,
-                    self.kernel_size,
-                    dtype=self.dtype,
-                    impl=self.conv_impl,
-                    name=f"conv{i}_{j}",
-                )(x)
-                x = self.act(self.norm(name=f"norm{i}_{j}")(x, train))
-            x = stage_features(self, f"stage{i}", x)
+        x = conv_stages(self, x, train)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         return pooled_head(self, x, train)
+
+
+def conv_stages(module: nn.Module, x, train: bool):
+    """The plain CNN's feature map: for each of `module.widths`, 2x2 pooling (`module.pool`; not
+    before the first), then (conv -> norm -> act) x convs_per_stage, recorded as stage{i}. Call
+    it from a compact __call__ of a module with CNN's fields; the hybrids (conv_lstm,
+    cnn_attention) run their recurrence or attention on what it returns."""
+    x = x.astype(module.dtype)
+    for i, width in enumerate(module.widths):
+        if i > 0:
+            pool = nn.max_pool if module.pool == "max" else nn.avg_pool
+            x = pool(x, (2, 2), (2, 2))
+        for j in range(module.convs_per_stage):
+            x = Conv(
+                width,
+                module.kernel_size,
+                dtype=module.dtype,
+                impl=module.conv_impl,
+                name=f"conv{i}_{j}",
+            )(x)
+            x = module.act(module.norm(name=f"norm{i}_{j}")(x, train))
+        x = stage_features(module, f"stage{i}", x)
+    return x
 
 
 def check_cnn_config(name: str, cfg, image_size: int) -> None:

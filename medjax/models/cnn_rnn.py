@@ -44,6 +44,7 @@ class CNNRNN(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):

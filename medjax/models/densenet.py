@@ -76,6 +76,7 @@ class DenseNet(nn.Module):
     bn_size: int = 4
     init_features: int = 64
     compression: float = 0.5
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):

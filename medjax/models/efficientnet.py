@@ -1,12 +1,14 @@
-"""EfficientNet-B0..B7 (Tan & Le 2019) and EfficientNetV2-S (Tan & Le 2021), torchvision's layout.
+"""EfficientNet-B0..B7 (Tan & Le 2019) and EfficientNetV2-S/M/L (Tan & Le 2021), torchvision's
+layout.
 
 B0 is a 3x3/2 stem conv, seven stages of MBConv blocks (1x1 expansion, kxk depthwise,
 squeeze-and-excitation, linear 1x1 projection, identity shortcut), a 1x1 conv to 4x the last
 width, global average pooling, dropout and a linear head. B1..B7 scale it by compound scaling:
 widths x `width` (rounded to multiples of 8, torchvision's _make_divisible), blocks per stage
 ceil(n x `depth`). V2-S starts with three stages of Fused-MBConv (the expansion and depthwise
-convs fused into one kxk conv, no SE) and ends at 1280 channels. Parameter counts at 1000 classes
-equal torchvision's (B0 5,288,548 ... B7 66,347,960, V2-S 21,458,488); the squeeze width is a
+convs fused into one kxk conv, no SE) and ends at 1280 channels; V2-M and V2-L add a seventh
+stage and more, wider blocks. Parameter counts at 1000 classes equal torchvision's (B0 5,288,548
+... B7 66,347,960, V2-S 21,458,488, V2-M 54,139,356, V2-L 118,515,272); the squeeze width is a
 quarter of the block's *input* channels and the SE 1x1 convs have biases, as torchvision's.
 
 Config: SiLU (Swish) is replaced by `config.model.activation`, also inside SE (set 'silu' for
@@ -65,6 +67,24 @@ V2_S_STAGES = (
     ("mb", 6, 3, 1, 128, 160, 9),
     ("mb", 6, 3, 2, 160, 256, 15),
 )
+V2_M_STAGES = (
+    ("fused", 1, 3, 1, 24, 24, 3),
+    ("fused", 4, 3, 2, 24, 48, 5),
+    ("fused", 4, 3, 2, 48, 80, 5),
+    ("mb", 4, 3, 2, 80, 160, 7),
+    ("mb", 6, 3, 1, 160, 176, 14),
+    ("mb", 6, 3, 2, 176, 304, 18),
+    ("mb", 6, 3, 1, 304, 512, 5),
+)
+V2_L_STAGES = (
+    ("fused", 1, 3, 1, 32, 32, 4),
+    ("fused", 4, 3, 2, 32, 64, 7),
+    ("fused", 4, 3, 2, 64, 96, 7),
+    ("mb", 4, 3, 2, 96, 192, 10),
+    ("mb", 6, 3, 1, 192, 224, 19),
+    ("mb", 6, 3, 2, 224, 384, 25),
+    ("mb", 6, 3, 1, 384, 640, 7),
+)
 # name: (width coefficient, depth coefficient, training resolution, head dropout), the paper's.
 SCALING = {
     "efficientnet_b0": (1.0, 1.0, 224, 0.2),
@@ -76,8 +96,14 @@ SCALING = {
     "efficientnet_b6": (1.8, 2.6, 528, 0.5),
     "efficientnet_b7": (2.0, 3.1, 600, 0.5),
 }
-RESOLUTION = {name: row[2] for name, row in SCALING.items()} | {"efficientnet_v2_s": 384}
-DROPOUT = {name: row[3] for name, row in SCALING.items()} | {"efficientnet_v2_s": 0.2}
+# V2: name -> (stages, training resolution, head dropout), torchvision's.
+V2 = {
+    "efficientnet_v2_s": (V2_S_STAGES, 384, 0.2),
+    "efficientnet_v2_m": (V2_M_STAGES, 480, 0.3),
+    "efficientnet_v2_l": (V2_L_STAGES, 480, 0.4),
+}
+RESOLUTION = {name: row[2] for name, row in SCALING.items()} | {n: r[1] for n, r in V2.items()}
+DROPOUT = {name: row[3] for name, row in SCALING.items()} | {n: r[2] for n, r in V2.items()}
 
 
 class MBConv(nn.Module):
@@ -163,6 +189,7 @@ class EfficientNet(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
     tf_same: bool = False  # TensorFlow's "SAME" padding on stride-2 convs (Keras' layout)
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -197,7 +224,7 @@ class EfficientNet(nn.Module):
 
 # torchvision's (and the reference TF) batch-norm epsilon for these variants; pretrained
 # weights only reproduce their logits with it.
-EPS_1E3 = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_s")
+EPS_1E3 = ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7", *V2)
 
 
 def _efficientnet(name: str, base: Sequence[tuple], width: float, depth: float, top: int | None):
@@ -234,4 +261,5 @@ def _efficientnet(name: str, base: Sequence[tuple], width: float, depth: float, 
 
 for _name, (_width, _depth, *_) in SCALING.items():
     _efficientnet(_name, B0_STAGES, _width, _depth, None)
-_efficientnet("efficientnet_v2_s", V2_S_STAGES, 1.0, 1.0, 1280)
+for _name, (_stages, *_) in V2.items():
+    _efficientnet(_name, _stages, 1.0, 1.0, 1280)

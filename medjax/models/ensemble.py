@@ -68,6 +68,8 @@ class Ensemble(nn.Module):
     members: Sequence[nn.Module]
     combine: str
     dropout: float
+    act: Callable = nn.relu  # the MLP head's (config.model.head_hidden)
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
     # Members arrive built and named ('cnn', 'resnet18'); keep those names instead of members_0.
     preserve_adopted_names = True
 
@@ -105,6 +107,7 @@ def _member_config(cfg, name: str):
         member = cfg.copy_and_resolve_references()
     with member.unlocked():
         member.name, member.dropout, member.members = name, 0.0, ()
+        member.head_hidden = ()  # the MLP head is the ensemble's, on the combined features
     return member
 
 
@@ -130,4 +133,4 @@ def ensemble(cfg, num_classes, image_size, act: Callable, norm: Any, dtype):
         build_model(_member_config(cfg, m), num_classes, image_size).clone(name=name)
         for m, name in zip(members, member_names(members), strict=True)
     )
-    return Ensemble(num_classes, built, cfg.combine, cfg.dropout)
+    return Ensemble(num_classes, built, cfg.combine, cfg.dropout, act)

@@ -128,12 +128,23 @@ def stage_features(module: nn.Module, name: str, x):
 
 
 def pooled_head(module: nn.Module, x, train: bool):
-    """The end of every classifier: record `x` as the "pooled" features, then dropout
-    (`module.dropout`) and the linear layer "head", so feature extraction (ensembles, Grad-CAM,
-    weight import) finds the same names in every model. Call it from a compact __call__."""
+    """The end of every classifier: record `x` as the "pooled" features, then the hidden layers
+    of `module.head_hidden` (hidden_layers) and dropout (`module.dropout`) and the linear layer
+    "head", so feature extraction (ensembles, Grad-CAM, weight import) finds the same names in
+    every model. Call it from a compact __call__."""
     module.sow("intermediates", "pooled", x)
-    x = nn.Dropout(module.dropout, deterministic=not train)(x)
-    return nn.Dense(module.num_classes, name="head")(x)
+    drop = nn.Dropout(module.dropout, deterministic=not train)
+    x = hidden_layers(module, x, drop)
+    return nn.Dense(module.num_classes, name="head")(drop(x))
+
+
+def hidden_layers(module: nn.Module, x, drop):
+    """The MLP head's hidden layers (config.model.head_hidden), "head_hidden0", "head_hidden1",
+    ... (names model.freeze can address): each dropout (`drop`), Linear in float32 like the
+    head, and `module.act`. None when module.head_hidden is empty."""
+    for i, width in enumerate(getattr(module, "head_hidden", ())):
+        x = module.act(nn.Dense(width, name=f"head_hidden{i}")(drop(x).astype(jnp.float32)))
+    return x
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

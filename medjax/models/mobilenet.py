@@ -103,6 +103,7 @@ class MobileNetV2(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
     tf_same: bool = False  # TensorFlow's "SAME" padding on stride-2 convs (Keras' layout)
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):

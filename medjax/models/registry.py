@@ -15,7 +15,7 @@ def build_model(model_config, num_classes: int, image_size: int):
         raise ConfigError(
             f"unknown dtype {model_config.dtype!r} in config.model.dtype; valid: {', '.join(DTYPES)}"
         )
-    return factory(
+    model = factory(
         model_config,
         num_classes=num_classes,
         image_size=image_size,
@@ -23,6 +23,25 @@ def build_model(model_config, num_classes: int, image_size: int):
         norm=NORMS.get(model_config.norm),
         dtype=DTYPES[model_config.dtype],
     )
+    return with_head_hidden(model, model_config)
+
+
+def with_head_hidden(model, model_config):
+    """`model` with the MLP head's hidden layers of config.model.head_hidden (every
+    classifier's pooled_head or its own head adds them; see medjax.models.layers)."""
+    hidden = tuple(model_config.get("head_hidden", ()))
+    if any(not isinstance(w, int) or w < 1 for w in hidden):
+        raise ConfigError(
+            f"config.model.head_hidden={hidden!r} must be positive layer widths, e.g. (512, 256)"
+        )
+    if not hidden:
+        return model
+    if "head_hidden" not in getattr(type(model), "__dataclass_fields__", {}):
+        raise ConfigError(
+            f"model {model_config.name!r} has no MLP head: config.model.head_hidden must be () "
+            f"for it"
+        )
+    return model.clone(head_hidden=hidden)
 
 
 STEMS = ("auto", "small", "imagenet")

@@ -51,6 +51,7 @@ class ResNet(nn.Module):
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
     block: Any = BasicBlock
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):

@@ -61,7 +61,8 @@ def adaptive_avg_pool(x, size: int):
 
 
 class Classifier(nn.Module):
-    """Linear-act-dropout-Linear-act-dropout-Linear; the hidden layers in the compute dtype,
+    """Linear-act-dropout-Linear-act-dropout-Linear (config.model.head_hidden adds more
+    Linear-act-dropout layers, "head_hidden0", ..., before the last); the hidden layers in the compute dtype,
     the last one in float32. `dropout_first` gives AlexNet's order (dropout before each of the
     two hidden Linears instead of after)."""
 
@@ -71,13 +72,16 @@ class Classifier(nn.Module):
     act: Callable
     dtype: Any
     dropout_first: bool = False
+    head_hidden: tuple = ()  # config.model.head_hidden: after fc2, before 'head'
 
     @nn.compact
     def __call__(self, x, train: bool):
         drop = nn.Dropout(self.dropout, deterministic=not train)
-        for i in (1, 2):
+        layers = [(f"fc{i}", self.hidden) for i in (1, 2)]
+        layers += [(f"head_hidden{i}", w) for i, w in enumerate(self.head_hidden)]
+        for name, width in layers:
             x = drop(x) if self.dropout_first else x
-            x = self.act(nn.Dense(self.hidden, dtype=self.dtype, name=f"fc{i}")(x))
+            x = self.act(nn.Dense(width, dtype=self.dtype, name=name)(x))
             x = x if self.dropout_first else drop(x)
         return nn.Dense(self.num_classes, name="head")(x.astype(jnp.float32))
 
@@ -91,6 +95,7 @@ class VGG(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     keras_flatten: bool = False  # Keras' channel-last Flatten of the last map, no adaptive pool
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -112,7 +117,14 @@ class VGG(nn.Module):
             x = adaptive_avg_pool(x, 7).transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
         self.sow("intermediates", "pooled", x)
         hidden = 512 if self.small else 4096
-        return Classifier(self.num_classes, hidden, self.dropout, self.act, self.dtype)(x, train)
+        return Classifier(
+            self.num_classes,
+            hidden,
+            self.dropout,
+            self.act,
+            self.dtype,
+            head_hidden=self.head_hidden,
+        )(x, train)
 
 
 def _vgg(name: str, batch_norm: bool):

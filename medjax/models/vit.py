@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
-from medjax.models.layers import stage_features
+from medjax.models.layers import hidden_layers, stage_features
 from medjax.models.registry import MODELS
 
 F32 = jnp.float32
@@ -41,7 +41,7 @@ _MLP_INIT = {
 }
 
 
-def _layer_norm(name):
+def layer_norm(name):
     # Statistics in float32 under bfloat16 compute, as medjax's other norms.
     return nn.LayerNorm(epsilon=1e-6, dtype=F32, name=name)
 
@@ -56,12 +56,12 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         drop = nn.Dropout(self.dropout, deterministic=not train)
-        y = _layer_norm("ln_1")(x).astype(self.dtype)
+        y = layer_norm("ln_1")(x).astype(self.dtype)
         y = nn.MultiHeadDotProductAttention(
             self.heads, dtype=self.dtype, deterministic=True, name="self_attention"
         )(y)
         x = x + drop(y).astype(self.dtype)
-        y = _layer_norm("ln_2")(x).astype(self.dtype)
+        y = layer_norm("ln_2")(x).astype(self.dtype)
         y = nn.Dense(self.mlp_dim, dtype=self.dtype, name="mlp_0", **_MLP_INIT)(y)
         y = drop(self.act(y))
         y = drop(nn.Dense(x.shape[-1], dtype=self.dtype, name="mlp_3", **_MLP_INIT)(y))
@@ -78,40 +78,62 @@ class ViT(nn.Module):
     dropout: float
     act: Callable
     dtype: Any = F32
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        if x.shape[1:3] != (self.image_size, self.image_size):
-            # The position embeddings are sized for image_size at build time.
-            raise ConfigError(
-                f"vit was built for {self.image_size}x{self.image_size} px inputs (its position "
-                f"embeddings have that many patches) but got {x.shape[1]}x{x.shape[2]} px; set "
-                f"config.data.image_size to the input size"
-            )
+        check_built_size("vit", self.image_size, x)
         p = self.patch_size
         x = nn.Conv(self.width, (p, p), p, padding="VALID", dtype=self.dtype, name="conv_proj")(
             x.astype(self.dtype)
         )
         x = stage_features(self, "patches", x)
-        n, h, w, _ = x.shape
-        cls = self.param("class_token", nn.initializers.zeros, (1, 1, self.width))
-        pos = self.param("pos_embedding", nn.initializers.normal(0.02), (1, 1 + h * w, self.width))
-        cls = jnp.broadcast_to(cls.astype(self.dtype), (n, 1, self.width))
-        x = jnp.concatenate([cls, x.reshape(n, h * w, self.width)], axis=1)
-        x = nn.Dropout(self.dropout, deterministic=not train)(x + pos.astype(self.dtype))
-        for i in range(self.depth):
-            x = EncoderBlock(
-                self.heads,
-                4 * self.width,
-                self.dropout,
-                self.act,
-                self.dtype,
-                name=f"encoder_layer_{i}",
-            )(x, train)
-            x = stage_features(self, f"block{i}", x)
-        x = _layer_norm("encoder_ln")(x)[:, 0].astype(F32)
+        x = class_token_encoder(self, x, train)
         self.sow("intermediates", "pooled", x)
+        x = hidden_layers(self, x, nn.Dropout(self.dropout, deterministic=not train))
         return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="head")(x)
+
+
+def check_built_size(name: str, image_size: int, x) -> None:
+    """Refuse inputs of another size than the model was built for: its position embeddings
+    are sized for `image_size` at build time."""
+    if x.shape[1:3] != (image_size, image_size):
+        raise ConfigError(
+            f"{name} was built for {image_size}x{image_size} px inputs (its position "
+            f"embeddings have that many tokens) but got {x.shape[1]}x{x.shape[2]} px; set "
+            f"config.data.image_size to the input size"
+        )
+
+
+def class_token_encoder(module: nn.Module, x, train: bool):
+    """ViT's transformer on a token map x (N, h, w, width): a learned class token prepended,
+    learned position embeddings added, `module.depth` encoder blocks (intermediates block{i}),
+    the final LayerNorm; returns the normalised class token (N, width) in float32. Call it from
+    a compact __call__ of a module with ViT's width, depth, heads, dropout, act, dtype fields."""
+    n, h, w, width = x.shape
+    cls = module.param("class_token", nn.initializers.zeros, (1, 1, width))
+    pos = module.param("pos_embedding", nn.initializers.normal(0.02), (1, 1 + h * w, width))
+    cls = jnp.broadcast_to(cls.astype(module.dtype), (n, 1, width))
+    x = jnp.concatenate([cls, x.reshape(n, h * w, width).astype(module.dtype)], axis=1)
+    x = nn.Dropout(module.dropout, deterministic=not train)(x + pos.astype(module.dtype))
+    x = encoder_blocks(module, x, train)
+    return layer_norm("encoder_ln")(x)[:, 0].astype(F32)
+
+
+def encoder_blocks(module: nn.Module, x, train: bool):
+    """`module.depth` pre-norm encoder blocks (encoder_layer_{i}, MLP 4x the token width) on a
+    token sequence x (N, L, width), each output recorded as block{i}."""
+    for i in range(module.depth):
+        x = EncoderBlock(
+            module.heads,
+            4 * x.shape[-1],
+            module.dropout,
+            module.act,
+            module.dtype,
+            name=f"encoder_layer_{i}",
+        )(x, train)
+        x = stage_features(module, f"block{i}", x)
+    return x
 
 
 def check_patch_size(image_size: int, patch_size: int) -> None:

@@ -52,6 +52,7 @@ class Xception(nn.Module):
     norm: Any
     dtype: Any = jnp.float32
     conv_impl: str = "auto"
+    head_hidden: tuple = ()  # widths of hidden Linear layers before 'head' (pooled_head)
 
     def _sep(self, x, features, name, train, act_first=True):
         if act_first:

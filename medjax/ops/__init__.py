@@ -6,13 +6,16 @@ compiled train step, vmapped over the batch with one key per example.
 """
 
 from medjax.ops import (  # noqa: F401  (registers the ops)
+    edges,
     filters,
     geometry,
     histogram,
     intensity,
     intensity_augment,
     mix,
+    roi,
     spatial_augment,
+    wavelets,
 )
 from medjax.ops.pipeline import (
     AUGMENT_OPS,

@@ -51,7 +51,11 @@ def make_gallery(workdir: str) -> None:
     from medjax.explain.split import explain_split
     from medjax.inference import load_run
 
-    explain_split(load_run(workdir), "test", "gradcam", limit=0)
+    run = load_run(workdir)
+    if run.multi_label:
+        print("report: no Grad-CAM gallery for a multi-label run (one map per finding: see README)")
+        return
+    explain_split(run, "test", "gradcam", limit=0)
 
 
 def main(argv):

@@ -2,9 +2,19 @@
 
 from medjax.errors import ConfigError
 from medjax.models.layers import ACTIVATIONS, NORMS
+from medjax.ops.pipeline import PREPROCESS_OPS, op_name, parse_op
 from medjax.segment.masks import check_source
 from medjax.segment.models import SEGMENTERS
 from medjax.segment.transform import USES
+
+
+def _crops_by_content(spec: str) -> bool:
+    """Whether a preprocessing op crops where the image's content says (medjax.ops.roi:
+    foreground_crop, skull_strip(crop=True)); the fixed-geometry spatial ops (resize, pad,
+    center crop) the masks do follow (medjax.segment.masks)."""
+    _, _, kwargs = parse_op(spec, PREPROCESS_OPS)
+    name = op_name(spec)
+    return name == "foreground_crop" or (name == "skull_strip" and kwargs.get("crop", False))
 
 
 def _range(name, value, low, high=None, low_open=False):
@@ -37,3 +47,16 @@ def check_segment(config) -> None:
     if config.data.depth:
         raise ConfigError("config.segment.model segments 2D images; set config.data.depth=0")
     check_source(config.data)
+    content_crops = [s for s in config.data.preprocess if _crops_by_content(s)]
+    if content_crops:
+        raise ConfigError(
+            f"config.segment.model with {content_crops[0]!r} in config.data.preprocess: it "
+            f"crops each image where its own pixels say, which its mask cannot follow; remove "
+            f"it (the segment prior's crop, config.segment.use='crop', does that job)"
+        )
+    if config.data.oversample.startswith("gan"):
+        raise ConfigError(
+            "config.segment.model with config.data.oversample='gan(...)': the generator kept "
+            "beside the data cache was trained on images the prior has not rewritten; use "
+            "smote() or class weights"
+        )

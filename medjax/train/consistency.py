@@ -18,23 +18,29 @@ import dataclasses
 import jax
 import numpy as np
 
-from medjax.eval import classification_metrics, paired_difference_ci
-from medjax.train.evaluate import predict_runs
+from medjax.eval import paired_difference_ci
+from medjax.train.evaluate import metrics_of_runs, predict_runs
 
 COMPARED = ("accuracy", "balanced_accuracy", "auc")
 
 
 def augmenter(augment_fn, seed: int, chunk: int = 256):
-    """(images, indices) -> `images` through the training augmentation, image k with a key
-    fixed by (`seed`, `indices[k]`): the same draws every time the check runs. Compiled once,
-    reused for every batch."""
+    """(images, indices, labels) -> `images` through the training augmentation (per-class ops
+    by `labels`, as in training), image k with a key fixed by (`seed`, `indices[k]`): the same
+    draws every time the check runs. Compiled once, reused for every batch."""
     batched = jax.jit(jax.vmap(augment_fn))
     base = jax.random.fold_in(jax.random.key(seed), 7)
     keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(base, i)))
 
-    def augment(images: np.ndarray, indices) -> np.ndarray:
+    def augment(images: np.ndarray, indices, labels) -> np.ndarray:
         out = [
-            np.asarray(batched(keys(np.asarray(indices[s : s + chunk])), images[s : s + chunk]))
+            np.asarray(
+                batched(
+                    keys(np.asarray(indices[s : s + chunk])),
+                    images[s : s + chunk],
+                    np.asarray(labels[s : s + chunk]),
+                )
+            )
             for s in range(0, len(images), chunk)
         ]
         return np.concatenate(out)
@@ -53,10 +59,12 @@ def as_trained(exp, trained):
         exp.data.dataset.splits["val"],
     )
     augment = augmenter(exp.augment_fn, seed)
-    images = augment(val.images, np.arange(len(val)))
+    images = augment(val.images, np.arange(len(val)), val.labels)
     state = trained
     if exp.precise_bn:
-        state = exp.precise_bn(trained, lambda idx: augment(train.images[idx], idx))
+        state = exp.precise_bn(
+            trained, lambda idx: augment(train.images[idx], idx, train.labels[idx])
+        )
     return dataclasses.replace(val, images=images), state
 
 
@@ -70,20 +78,27 @@ def gaps(exp, trained, plain, plain_metrics) -> list[tuple]:
     out = []
     for config, p, a, plain_m in zip(exp.configs, plain, aug, plain_metrics, strict=True):
         positive, e = config.eval.positive_class, config.eval
-        aug_m = classification_metrics(val.labels, a, num_classes, positive, bootstrap=0)
-        ci95 = e.bootstrap_samples and paired_difference_ci(
-            val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed
+        aug_m = metrics_of_runs([a], val.labels, [config], num_classes)[0]
+        # multi-label: the margin alone decides (no paired intervals per finding)
+        ci95 = (
+            e.bootstrap_samples
+            and val.labels.ndim == 1
+            and paired_difference_ci(
+                val.labels, p, a, num_classes, positive, e.bootstrap_samples, config.seed
+            )
         )
-        gap, found = train_eval_gap(plain_m, aug_m, ci95 or {}, e.gap_margin)
+        per_class = bool(config.data.augment_per_class)
+        gap, found = train_eval_gap(plain_m, aug_m, ci95 or {}, e.gap_margin, per_class)
         out.append(({k: aug_m[k] for k in COMPARED}, gap, found))
     return out
 
 
 def train_eval_gap(
-    plain: dict, augmented: dict, ci95: dict, margin: float
+    plain: dict, augmented: dict, ci95: dict, margin: float, per_class: bool = False
 ) -> tuple[dict, list[str]]:
     """(augmented minus plain per metric, with "ci95" its paired intervals; warnings) for the
-    validation split: a gap counts when it is above `margin` and its interval excludes 0."""
+    validation split: a gap counts when it is above `margin` and its interval excludes 0.
+    `per_class`: the augmentation depends on the label (config.data.augment_per_class)."""
     gap = {k: round(augmented[k] - plain[k], 4) for k in COMPARED if k in plain}
     # Without an interval (eval.bootstrap_samples=0) the margin alone decides.
     known = {k: ci95.get(k) or [np.inf, -np.inf] for k in gap}
@@ -99,6 +114,12 @@ def train_eval_gap(
             f"(random_affine/elastic with order=1, or p=1.0 so no image stays sharp), "
             f"batch-norm statistics of augmented images (train.precise_bn='on'), intensity "
             f"augmentation or mixing that shifts every image the same way"
+            + (
+                "; per-class augmentation (data.augment_per_class): the network may read the "
+                "class from the augmentation itself (milder ops, or p < 1, for that class)"
+                if per_class
+                else ""
+            )
         )
     if better:
         found.append(

@@ -6,6 +6,7 @@ from tqdm.auto import tqdm
 from medjax.data.pipeline import eval_batches
 from medjax.errors import TrainingError
 from medjax.eval import classification_metrics
+from medjax.eval.multilabel import multilabel_metrics
 from medjax.train.sharding import to_global
 
 
@@ -50,7 +51,13 @@ def evaluate_runs(
 
 
 def metrics_of_runs(probs, labels, configs, num_classes, bootstrap=0) -> list[dict]:
-    """classification_metrics of each run's probabilities (K, N, classes)."""
+    """classification_metrics of each run's probabilities (K, N, classes); for multi-label
+    labels (N, L), medjax.eval.multilabel's metrics at 0.5."""
+    if np.asarray(labels).ndim == 2:
+        return [
+            multilabel_metrics(labels, p, bootstrap=bootstrap, seed=config.seed)
+            for config, p in zip(configs, probs, strict=True)
+        ]
     return [
         classification_metrics(
             labels,

@@ -10,6 +10,7 @@ unless it is given data, and compiles nothing until a step is first called.
 
 import dataclasses
 import math
+import os
 
 import jax
 import numpy as np
@@ -20,6 +21,7 @@ from medjax.data.pipeline import preprocess_dataset
 from medjax.data.source import SPLITS, Dataset, Split
 from medjax.models import build_model
 from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.ops.per_class import build_labelled_augment
 from medjax.train import finetune, losses, precise_bn, sharding, validate, vectorize
 from medjax.train.optimizers import build_optimizer
 from medjax.train.steps import init_state, jit_steps
@@ -84,7 +86,8 @@ class Experiment:
         images = jax.ShapeDtypeStruct(
             (*batch, *self.data.dataset.image_shape), np.float32, sharding=train_sharding
         )
-        labels = jax.ShapeDtypeStruct(batch, np.int32, sharding=train_sharding)
+        findings = self.data.dataset.splits["train"].labels.shape[1:]  # multi-label: (L,)
+        labels = jax.ShapeDtypeStruct((*batch, *findings), np.int32, sharding=train_sharding)
         return self.train_step.lower(state, images, labels).compile()
 
 
@@ -123,7 +126,14 @@ def load_preprocessed(config, preprocess):
 
 
 def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> Data:
-    train, made = imbalance.oversample(dataset.splits["train"], config.data.oversample, config.seed)
+    # before over-sampling: SMOTE and the GAN draw by class, which multi-label data lacks
+    validate.check_task(config, dataset.num_classes, dataset.multi_label)
+    real = dataset.splits["train"]
+    # a generator's trained result is kept beside the data cache, so a resume reuses it
+    store = os.path.join(data_cache.cache_root(config.data), "oversample")
+    train, made, info = imbalance.oversample_recorded(
+        real, config.data.oversample, config.seed, store if config.data.cache else None
+    )
     record = {
         "origin": dataset.origin,
         "class_names": dataset.class_names,
@@ -132,9 +142,23 @@ def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> 
         "fitted_on_train": fitted,
     }
     if made:
-        made = {dataset.class_names[c]: n for c, n in made.items()}
-        record["oversample"] = {"method": config.data.oversample, "synthetic_train_images": made}
+        names = dataset.class_names
+        made = {names[c]: n for c, n in made.items()}
+        record["oversample"] = {
+            "method": config.data.oversample,
+            "synthetic_train_images": made,
+            "synthetic_from_index": len(real),  # training examples from here on are synthetic
+            **info,
+        }
+        if "quality" in info:
+            record["oversample"]["quality"] = {names[c]: q for c, q in info["quality"].items()}
         print(f"{config.data.oversample}: {made} synthetic training images, train only")
+        for name, q in record["oversample"].get("quality", {}).items():
+            if q["c2st_accuracy"] is not None:
+                print(
+                    f"  {name}: real vs synthetic C2ST accuracy {q['c2st_accuracy']:.3f}, "
+                    f"1-NN {q['nn1_accuracy']:.3f} (0.5 = indistinguishable)"
+                )
     return Data(dataset, train, record)
 
 
@@ -167,12 +191,22 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         validate.validate(c)
     vectorize.check(configs)
     config = configs[0]  # everything but the vectorized keys is shared
-    preprocess, augment, mix = pipeline_fns(config)
+    preprocess, _, mix = pipeline_fns(config)
     mesh = sharding.make_mesh(config.mesh)
     validate.check_devices(config, mesh)
     data = data or load_data(config, preprocess)
     dataset = data.dataset
-    validate.check_data(config, dataset.class_names, len(dataset.splits["train"]))
+    validate.check_data(
+        config, dataset.class_names, len(dataset.splits["train"]), dataset.multi_label
+    )
+    # (key, image, label): the per-class ops need the data's class names
+    augment = build_labelled_augment(
+        config.data.augment,
+        config.data.augment_per_class,
+        dataset.class_names,
+        config.data.augment_per_class_mode,
+        dataset.multi_label,
+    )
     schedule = make_schedule(config, len(dataset.splits["train"]))
     model = build_model(config.model, dataset.num_classes, dataset.image_shape[0])
     weights = losses.class_weights(
@@ -225,11 +259,12 @@ def build_experiment(configs, data: Data | None = None) -> Experiment:
         per_run=per_run if hparams[0] else None,
         state_sharding=state_sharding,
         accumulate=config.train.grad_accum_steps,
+        multi_label=dataset.multi_label,
     )
 
     def initial_state():
         state = jax.jit(make_state, out_shardings=state_sharding)()
-        if config.model.pretrained:
+        if config.model.pretrained or any(config.model.member_pretrained):
             state = finetune.load_into_state(state, config, tx, state_sharding)
         return state
 

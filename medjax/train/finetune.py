@@ -2,7 +2,7 @@
 
 Parameters are addressed by their path in the parameter tree, "stage1_block0/conv1/kernel",
 matched with regular expressions from `config.model.freeze`; the head is the top-level module
-named "head" in every medjax model.
+named "head" in every medjax model, with the MLP head's "head_hidden0", ... when it has them.
 """
 
 import re
@@ -60,7 +60,9 @@ def with_finetuning(tx, config, param_tree, make_optimizer):
     def label(kp, is_frozen):
         if is_frozen:
             return "frozen"
-        return "head" if head_lr and _path(kp).split("/")[0] == "head" else "body"
+        # the MLP head's hidden layers (config.model.head_hidden) are new too: the head's rate
+        top = _path(kp).split("/")[0]
+        return "head" if head_lr and re.fullmatch(r"head(_hidden\d+)?", top) else "body"
 
     labels = jax.tree_util.tree_map_with_path(label, frozen)
     transforms = {"body": tx, "frozen": optax.set_to_zero()}
@@ -85,23 +87,29 @@ def param_shapes(model, image_shape):
 
 def load_into_state(state, config, tx, sharding):
     """The state with `config.model.pretrained`'s weights (head re-initialised for a new
-    class count, an RGB stem summed for grayscale input), a fresh optimizer state and EMA."""
+    class count, an RGB stem summed for grayscale input), or an ensemble's
+    `config.model.member_pretrained` in its members' subtrees, a fresh optimizer state and EMA."""
     from medjax.weights import load_pretrained
 
     like = {"params": state.params, "batch_stats": state.batch_stats}
-    variables, notes = load_pretrained(
-        config.model.pretrained,
-        config.model.name,
-        like,
-        source=config.model.pretrained_source,
-        layout=config.model.layout,
-    )
-    for note in notes:
-        print(f"pretrained: {note}")
+    if config.model.pretrained:
+        like, notes = load_pretrained(
+            config.model.pretrained,
+            config.model.name,
+            like,
+            source=config.model.pretrained_source,
+            layout=config.model.layout,
+        )
+        for note in notes:
+            print(f"pretrained: {note}")
+    if any(config.model.member_pretrained):
+        from medjax.weights.members import load_members
+
+        like = load_members(like, config.model)
 
     def replace(variables):
         params, stats = variables["params"], variables.get("batch_stats", {})
         ema = {"params": params, "batch_stats": stats} if state.ema else state.ema
         return state.replace(params=params, batch_stats=stats, opt_state=tx.init(params), ema=ema)
 
-    return jax.jit(replace, out_shardings=sharding)(variables)
+    return jax.jit(replace, out_shardings=sharding)(like)

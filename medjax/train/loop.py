@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from medjax import hosts
+from medjax import heads, hosts
 from medjax.errors import Interrupted, TrainingError
 from medjax.eval import post_hoc
 from medjax.report import run_card, timing
@@ -199,7 +199,8 @@ def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
     """Validation and test metrics, with bootstrap intervals, of the checkpoint each run's
     validation chose, the checks that it is evaluated as it was trained, and the operating
     point and temperature fitted on validation (medjax.eval.post_hoc); the test split is
-    evaluated here and nowhere else. Returns (the runs' results, their probabilities (K, N,
+    evaluated here and nowhere else. A fitted head (config.model.head, medjax.heads) is fitted
+    here, on the chosen checkpoint's features, and its results replace the network's. Returns (the runs' results, their probabilities (K, N,
     classes) by split)."""
     trained, best = runs.best_states(state)
     state = exp.for_evaluation(trained)
@@ -217,8 +218,11 @@ def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
         )
         for res, m in zip(results, metrics, strict=True):
             res[split] = m
+    check_consistency(exp, trained, probs["val"], results)  # of the network as trained
+    if heads.is_fitted(exp.config):  # its probabilities and metrics become the run's
+        probs = heads.in_run.fit_heads(exp, runs, state, results)
     predictions.save_split(runs, "val", probs["val"], splits["val"].labels)  # k-fold pooling
-    check_consistency(exp, trained, probs["val"], results)
+    predictions.save_split(runs, "test", probs["test"], splits["test"].labels)  # ensembles
     labels = {split: splits[split].labels for split in probs}
     for k, (res, config) in enumerate(zip(results, exp.configs, strict=True)):
         mine = {split: p[k] for split, p in probs.items()}

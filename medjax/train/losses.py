@@ -48,6 +48,26 @@ def focal(logits, labels, class_weights, label_smoothing: float, gamma: float = 
     return jnp.sum(w * per_example) / jnp.sum(w)
 
 
+@LOSSES.register("sigmoid_bce")
+def sigmoid_bce(logits, labels, class_weights, label_smoothing: float):
+    """Multi-label binary cross-entropy: one sigmoid per finding, `labels` multi-hot (N, L)
+    (or MixUp/CutMix's blends of them), averaged over images and findings. `class_weights` (L,)
+    weigh each finding's positive term (PyTorch's BCEWithLogitsLoss pos_weight); smoothing moves
+    each target toward 1/2."""
+    targets = labels.astype(jnp.float32)
+    targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
+    logits = logits.astype(jnp.float32)
+    pos_weight = jnp.asarray(class_weights, jnp.float32)
+    # -[w t log s(x) + (1 - t) log(1 - s(x))], with log s(x) = -softplus(-x)
+    per_term = pos_weight * targets * jax.nn.softplus(-logits) + (1 - targets) * jax.nn.softplus(
+        logits
+    )
+    return jnp.mean(per_term)
+
+
+MULTI_LABEL_LOSSES = ("sigmoid_bce",)
+
+
 def build_loss(loss_config, class_weights: np.ndarray, hparams=None):
     """`config.loss` -> fn(logits, labels) -> scalar loss; `hparams` may hold the run's own
     `label_smoothing` as a traced scalar (medjax.train.vectorize)."""
@@ -74,7 +94,11 @@ CLASS_WEIGHTS = ("none", "balanced", "effective")
 def class_weights(
     spec: str, train_labels: np.ndarray, num_classes: int, beta: float = 0.999
 ) -> np.ndarray:
-    """Per-class loss weights from the training split only (never val or test)."""
+    """Per-class loss weights from the training split only (never val or test). Multi-label
+    `train_labels` (N, L): each finding's positive-term weight, negatives / positives for
+    "balanced" (so each finding's positives and negatives weigh the same in total)."""
+    if train_labels.ndim == 2:
+        return multi_label_weights(spec, train_labels)
     counts = np.maximum(np.bincount(train_labels, minlength=num_classes), 1).astype(np.float64)
     if spec == "none":
         return np.ones(num_classes, np.float32)
@@ -88,4 +112,16 @@ def class_weights(
         return (w * num_classes / w.sum()).astype(np.float32)
     raise ConfigError(
         f"config.loss.class_weights must be one of {', '.join(CLASS_WEIGHTS)}, not {spec!r}"
+    )
+
+
+def multi_label_weights(spec: str, train_labels: np.ndarray) -> np.ndarray:
+    positives = np.maximum(train_labels.sum(0), 1).astype(np.float64)
+    if spec == "none":
+        return np.ones(train_labels.shape[1], np.float32)
+    if spec == "balanced":
+        return ((len(train_labels) - positives) / positives).astype(np.float32)
+    raise ConfigError(
+        f"config.loss.class_weights={spec!r} has no multi-label form; use 'none' or 'balanced' "
+        f"(each finding's positives weighted by its negatives / positives)"
     )

@@ -17,6 +17,17 @@ OPTIMIZERS.register("rmsprop", lambda lr, c: optax.rmsprop(lr, momentum=c.moment
 OPTIMIZERS.register("adadelta", lambda lr, c: optax.adadelta(lr))
 OPTIMIZERS.register("adamax", lambda lr, c: optax.adamax(lr))
 OPTIMIZERS.register("adagrad", lambda lr, c: optax.adagrad(lr))
+# Dozat's Nesterov Adam with a constant momentum (as Keras' and optax's; PyTorch's NAdam also
+# decays the momentum over steps, momentum_decay=0.004).
+OPTIMIZERS.register("nadam", lambda lr, c: optax.nadam(lr))
+OPTIMIZERS.register("radam", lambda lr, c: optax.radam(lr))
+# Layer-wise trust ratios: both apply their weight decay inside, before the ratio is taken.
+OPTIMIZERS.register("lamb", lambda lr, c: optax.lamb(lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register(
+    "lars", lambda lr, c: optax.lars(lr, weight_decay=c.weight_decay, momentum=c.momentum)
+)
+# Optimizers whose own rule applies config.optimizer.weight_decay (no L2 term is added).
+OWN_WEIGHT_DECAY = ("adamw", "lamb", "lars")
 
 SCHEDULES.register("constant", lambda lr, total, warmup: optax.constant_schedule(lr))
 SCHEDULES.register("cosine", lambda lr, total, warmup: optax.cosine_decay_schedule(lr, total))
@@ -34,8 +45,8 @@ def build_optimizer(
     """(optax transformation, schedule) from `config.optimizer`, at `learning_rate` instead of
     `c.learning_rate` when given (the head's own rate in fine-tuning).
 
-    Weight decay is decoupled for adamw and an L2 term added to the gradient for the others,
-    as in their papers; clipping by global norm comes first when enabled. `hparams` holds the
+    Weight decay is decoupled for adamw, part of the layer-wise update of lamb and lars, and an
+    L2 term added to the gradient for the others, as in their papers; clipping by global norm comes first when enabled. `hparams` holds the
     run's own `learning_rate` and `weight_decay` as traced scalars when runs trained together
     differ in them (medjax.train.vectorize); the transformation's state has the same structure
     whatever their values.
@@ -51,7 +62,7 @@ def build_optimizer(
     if c.grad_clip_norm:
         parts.append(optax.clip_by_global_norm(c.grad_clip_norm))
     decays = "weight_decay" in hparams or c.weight_decay  # a traced value has no truth value
-    if decays and c.name != "adamw":
+    if decays and c.name not in OWN_WEIGHT_DECAY:
         parts.append(optax.add_decayed_weights(weight_decay))
     parts.append(make(schedule, types.SimpleNamespace(**{**c, "weight_decay": weight_decay})))
     return optax.chain(*parts), schedule

@@ -37,6 +37,7 @@ def wanted(config) -> bool:
     if mode != "auto":
         return mode == "on"
     ops = [op_name(spec) for spec in config.data.augment]
+    ops += [op_name(entry.split(":", 1)[1]) for entry in config.data.augment_per_class]
     return bool(config.data.mix) or any(op not in KEEPS_STATISTICS for op in ops)
 
 

@@ -1,4 +1,4 @@
-"""Each run's validation predictions on disk: WORKDIR/predictions/val.npz (probs (N, classes)
+"""Each run's predictions on disk: WORKDIR/predictions/val.npz and test.npz (probs (N, classes)
 float32, labels (N,) int32), in the split's order.
 
 With k-fold cross-validation (config.data.num_folds > 1) the validation split is the held-out

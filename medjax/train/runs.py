@@ -176,7 +176,7 @@ class RunGroup:
         images, labels = train.images[mine], train.labels[mine]
         return (
             sharding.to_global(images, batch_sharding, (*idx.shape, *images.shape[idx.ndim :])),
-            sharding.to_global(labels, batch_sharding, idx.shape),
+            sharding.to_global(labels, batch_sharding, (*idx.shape, *labels.shape[idx.ndim :])),
         )
 
     def read_ahead(self) -> None:

@@ -5,6 +5,7 @@ augmentation, with each example's position in the global batch: the same seed gi
 run on any number of devices, resumed or not.
 """
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -99,11 +100,17 @@ def make_train_step(
         tx_, loss_ = per_run(state.hparams) if per_run and state.hparams else (tx, loss_fn)
         aug_key, dropout_key, mix_key = step_keys(jax.random.wrap_key_data(state.rng), state.step)
         if augment_fn is not None:
-            images = jax.vmap(augment_fn)(example_keys(aug_key, len(images)), images)
+            keys = example_keys(aug_key, len(images))
+            images = jax.vmap(augment_fn)(keys, images, labels)
+        multi_label = labels.ndim == 2  # (B, L) findings; else (B,) class indices
         targets = labels
         if mix_fn is not None:
-            num_classes = model.num_classes
-            images, targets = mix_fn(mix_key, images, jax.nn.one_hot(labels, num_classes))
+            hot = (
+                labels.astype(jnp.float32)
+                if multi_label
+                else jax.nn.one_hot(labels, model.num_classes)
+            )
+            images, targets = mix_fn(mix_key, images, hot)
 
         def objective(params, images, targets, dropout_key):
             logits, updates = model.apply(
@@ -139,7 +146,10 @@ def make_train_step(
         )
         metrics = {
             "loss": loss,
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+            # multi-label: the share of findings called right at probability 1/2
+            "accuracy": jnp.mean((logits > 0) == (labels > 0))
+            if multi_label
+            else jnp.mean(jnp.argmax(logits, -1) == labels),
             "grad_norm": optax.global_norm(grads),
         }
         return new, metrics
@@ -152,13 +162,15 @@ def evaluated_variables(state: TrainState) -> dict:
     return state.ema or {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def make_eval_step(model, flip_tta: bool = False):
-    """(state, images) -> class probabilities in float32, from the EMA weights when kept, and
-    averaged with those of the left-right mirrored images when `flip_tta`."""
+def make_eval_step(model, flip_tta: bool = False, multi_label: bool = False):
+    """(state, images) -> class probabilities in float32 (multi-label: each finding's sigmoid),
+    from the EMA weights when kept, and averaged with those of the left-right mirrored images
+    when `flip_tta`."""
+    link = jax.nn.sigmoid if multi_label else functools.partial(jax.nn.softmax, axis=-1)
 
     def probs(variables, images):
         logits = model.apply(variables, images, train=False)
-        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        return link(logits.astype(jnp.float32))
 
     def eval_step(state: TrainState, images):
         variables = evaluated_variables(state)
@@ -184,6 +196,7 @@ def jit_steps(
     per_run=None,
     state_sharding=None,
     accumulate=1,
+    multi_label=False,
 ):
     """The train and eval steps compiled for `mesh`: batches split over the mesh, the state laid
     out as `state_sharding` says (replicated when None), the old state's buffers donated to the
@@ -202,7 +215,7 @@ def jit_steps(
     train = make_train_step(
         model, tx, loss_fn, augment_fn, ema_decay, mix_fn, freeze, per_run, accumulate
     )
-    evaluate = make_eval_step(model, flip_tta)
+    evaluate = make_eval_step(model, flip_tta, multi_label)
     train_batch = batch
     if members:
         train, evaluate = stacked(train, members), stacked(evaluate, members, shared=(1,))

@@ -10,20 +10,24 @@ are the checks that need the devices or the loaded data.
 
 import ml_collections
 
+from medjax import heads
 from medjax.configs import get_base_config
 from medjax.data import SOURCES, imbalance, splits
 from medjax.data.decode import BIT_DEPTHS, FITS
 from medjax.data.dicom import parse_window
 from medjax.data.files import ON_ERROR
 from medjax.data.values import RANGE_CHECKS
+from medjax.ensemble.combine import COMBINERS
 from medjax.errors import ConfigError
 from medjax.eval.operating_point import METHODS as OPERATING_POINTS
 from medjax.models import build_model
 from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
+from medjax.ops.feature_check import check_feature_ops, input_shape
+from medjax.ops.per_class import check_mode, parse_per_class
 from medjax.segment.checks import check_segment
 from medjax.train import sharding, tracking, vectorize
-from medjax.train.losses import CLASS_WEIGHTS, LOSSES
+from medjax.train.losses import CLASS_WEIGHTS, LOSSES, MULTI_LABEL_LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
 from medjax.train.precise_bn import MODES as PRECISE_BN_MODES
 from medjax.weights.load import SOURCES as WEIGHT_SOURCES
@@ -134,6 +138,11 @@ def _type_name(default) -> str:
 
 def validate(config) -> None:
     """Raise a ConfigError naming the first key whose value cannot work."""
+    if config.ensemble.members:  # not one network: sweeps, evaluate etc. must not train it
+        raise ConfigError(
+            "this config is an output-level ensemble (config.ensemble.members): run it with "
+            "python -m medjax.run, which trains its members and combines them"
+        )
     _types(config, get_base_config())
     for key, rule in RULES.items():
         rule, hint = rule if isinstance(rule, tuple) else (rule, "")
@@ -144,12 +153,14 @@ def validate(config) -> None:
             raise ConfigError(f"config.{key}={config[section][field]!r} {problem}{hint}")
     _check_data_keys(config.data)
     _check_model_keys(config)
+    heads.check_config(config)
     check_segment(config)
     LOSSES.get(config.loss.name)
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)
     vectorize.check_keys(config.vectorize)
     _check_mlflow_uri(config.log.mlflow_uri)
+    COMBINERS.get(config.ensemble.method)
     sharding.parse_rules(config.sharding.rules)
     if config.train.batch_size % config.train.grad_accum_steps:
         raise ConfigError(
@@ -179,8 +190,10 @@ def _check_data_keys(data) -> None:
     splits.check_config(data)
     imbalance.check_sampler(data.sampler)
     imbalance.parse_oversample(data.oversample)
-    build_preprocess(data.preprocess)
+    check_feature_ops(build_preprocess(data.preprocess), input_shape(data))
     build_augment(data.augment)
+    parse_per_class(data.augment_per_class)
+    check_mode(data.augment_per_class_mode)
     build_mix(data.mix)
 
 
@@ -199,6 +212,13 @@ def _check_model_keys(config) -> None:
     """The model's own keys, checked by building it (no weights are made) at a size every
     model takes: the input size is checked once the data, preprocessed, has one."""
     build_model(config.model, num_classes=2, image_size=512)
+    pretrained, members = tuple(config.model.member_pretrained), tuple(config.model.members)
+    if pretrained and (config.model.name != "ensemble" or len(pretrained) != len(members)):
+        raise ConfigError(
+            f"config.model.member_pretrained has {len(pretrained)} entries for "
+            f"{len(members)} members of model {config.model.name!r}; it takes one weights file "
+            f"(or '') per config.model.members entry of an 'ensemble' model"
+        )
 
 
 def check_devices(config, mesh) -> None:
@@ -213,8 +233,9 @@ def check_devices(config, mesh) -> None:
     sharding.check_batch_size("config.eval.batch_size", config.eval.batch_size, mesh)
 
 
-def check_data(config, class_names: list, num_train: int) -> None:
+def check_data(config, class_names: list, num_train: int, multi_label: bool = False) -> None:
     """The keys whose valid values depend on the loaded data."""
+    check_task(config, len(class_names), multi_label)
     if not 0 <= config.eval.positive_class < len(class_names):
         raise ConfigError(
             f"config.eval.positive_class={config.eval.positive_class} is not one of "
@@ -224,4 +245,28 @@ def check_data(config, class_names: list, num_train: int) -> None:
         raise ConfigError(
             f"config.train.batch_size={config.train.batch_size} exceeds the {num_train} "
             f"training images; lower it"
+        )
+
+
+def check_task(config, num_labels: int, multi_label: bool) -> None:
+    """Multi-label data (several findings per image) and single-label data each take their own
+    loss, and the class-balancing methods that draw or make images by class take only one
+    class per image."""
+    multi_loss = config.loss.name in MULTI_LABEL_LOSSES
+    if multi_label and not multi_loss:
+        raise ConfigError(
+            f"the data is multi-label ({num_labels} findings per image, each present or absent); "
+            f"set config.loss.name='sigmoid_bce' (one sigmoid per finding), not "
+            f"{config.loss.name!r}"
+        )
+    if multi_loss and not multi_label:
+        raise ConfigError(
+            f"config.loss.name={config.loss.name!r} is for multi-label data, but this data has "
+            f"one class per image; use 'softmax_xent' or 'focal'"
+        )
+    if multi_label and (config.data.sampler != "shuffle" or config.data.oversample):
+        raise ConfigError(
+            "multi-label data has no single class per image to balance by: use "
+            "config.data.sampler='shuffle' and config.data.oversample='', and "
+            "config.loss.class_weights='balanced' (per-finding positive weights) instead"
         )

@@ -31,6 +31,7 @@ OUTPUTS = (
     "tensorboard",
     "mlflow.json",
     "experiment.json",
+    "ensemble.json",
     "segmenter",
 )
 LOCK = ".medjax.lock"

@@ -139,8 +139,15 @@ def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[d
     flat_like = traverse_util.flatten_dict({c: like[c] for c in COLLECTIONS if c in like})
     flat_file = traverse_util.flatten_dict(imported.variables)
     head = [p for p in flat_like if p[0] == "params" and p[1 : 1 + len(family.head)] == family.head]
+    # The MLP head's hidden layers (config.model.head_hidden) are new: no file has them, and
+    # the classifier after them takes their width, so both start from `like`.
+    hidden = {p for p in flat_like if p[0] == "params" and _is_hidden(p)}
     headless = all(p not in flat_file for p in head)
-    missing = [p for p in flat_like if p not in flat_file and not (headless and p in head)]
+    missing = [
+        p
+        for p in flat_like
+        if p not in flat_file and not (headless and p in head) and p not in hidden
+    ]
     unexpected = [p for p in flat_file if p not in flat_like]
     if missing or unexpected:
         parts = []
@@ -158,7 +165,13 @@ def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[d
         notes.append(family.note)
     notes.extend(imported.notes)
     kernel = ("params", *family.head, "kernel")
-    if headless:
+    if hidden:
+        notes.append(
+            f"MLP head ({len(hidden) // 2} hidden layers, config.model.head_hidden) and "
+            f"classifier {'/'.join(family.head)} freshly initialised"
+        )
+        head_kept = hidden | set(head)
+    elif headless:
         notes.append(f"classifier {'/'.join(family.head)} freshly initialised: the file has none")
         head_kept = set(head)
     elif any(np.shape(flat_file[p]) != np.shape(flat_like[p]) for p in head):
@@ -201,3 +214,7 @@ def place(imported: Imported, like: dict, path: str, model_name: str) -> tuple[d
             out[p] = jnp.asarray(np.asarray(flat_file[p]), dtype=flat_like[p].dtype)
     variables = dict(like) | traverse_util.unflatten_dict(out)
     return variables, notes
+
+
+def _is_hidden(path) -> bool:
+    return any(str(k).startswith("head_hidden") for k in path[1:])
