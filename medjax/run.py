@@ -46,6 +46,13 @@ def main(argv):
         return
     test = results["test"]
     ci = test.get("ci95", {})
+    if "segmentation" in results:
+        seg = results["segmentation"]["test"]
+        ci_seg = seg.get("ci95", {})
+        print(
+            f"segmenter test: Dice {seg['dice']:.3f} {_interval(ci_seg.get('dice'))}, IoU "
+            f"{seg['iou']:.3f} {_interval(ci_seg.get('iou'))}"
+        )
     print(
         f"test: accuracy {test['accuracy']:.3f} {_interval(ci.get('accuracy'))}, "
         f"AUC {test['auc']:.3f} {_interval(ci.get('auc'))}, balanced accuracy {test['balanced_accuracy']:.3f} "

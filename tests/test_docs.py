@@ -12,6 +12,8 @@ from medjax.models import MODELS
 from medjax.models.layers import ACTIVATIONS, NORMS
 from medjax.models.registry import STEMS
 from medjax.ops import MIX_OPS
+from medjax.segment import SEGMENTERS
+from medjax.segment.transform import USES
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
 
@@ -36,6 +38,8 @@ REGISTERED = {
     "optimizer.schedule": SCHEDULES.names(),
     "loss.name": LOSSES.names(),
     "loss.class_weights": CLASS_WEIGHTS,
+    "segment.model": SEGMENTERS.names(),
+    "segment.use": USES,
 }
 
 # The reference counts the model tests assert with jax.eval_shape, by model name.

@@ -73,6 +73,26 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data.augment_per_class = ()
     c.data.augment_per_class_mode = "after"  # after data.augment, or instead of it
 
+    # A segmentation prior (medjax.segment): a segmenter trained first on the training
+    # split's masks (WORKDIR/segmenter), whose predicted masks then crop each image or join
+    # it as a channel before the classifier trains. Needs masks: the phantom source's, or
+    # image_folder / csv masks (data.mask_column, or <name>_mask.png beside each image).
+    c.data.mask_column = ""  # CSV column of mask file paths ("" = <image stem>_mask.png files)
+    c.segment = ml_collections.ConfigDict()
+    c.segment.model = ""  # "" = no prior; unet, fcn, deeplabv3, deeplabv3plus
+    c.segment.widths = (16, 32, 64)  # one encoder / backbone stage per width
+    c.segment.atrous_rates = (6, 12, 18)  # deeplab ASPP rates (the paper's, at stride 16)
+    c.segment.activation = "relu"  # by name, as config.model.activation
+    c.segment.norm = "batch"  # by name, as config.model.norm
+    c.segment.steps = 300  # training steps of the segmenter
+    c.segment.batch_size = 32
+    c.segment.learning_rate = 1e-3  # Adam, cosine decay over segment.steps
+    c.segment.dice_weight = 1.0  # loss = pixel cross-entropy + dice_weight * (1 - soft Dice)
+    c.segment.eval_every_steps = 50  # val Dice (selects the checkpoint) and a checkpoint
+    c.segment.threshold = 0.5  # foreground probability at which a pixel joins the mask
+    c.segment.use = "crop"  # crop (to the mask's box, resized back) or channel (mask appended)
+    c.segment.margin = 0.1  # crop: added on each side of the box, as a fraction of its side
+
     c.model = ml_collections.ConfigDict()
     c.model.name = "cnn"  # see medjax.models.MODELS.names() and the README's model table
     c.model.activation = "relu"

@@ -101,6 +101,13 @@ def pipeline_fns(config):
 def load_data(config, preprocess) -> Data:
     """The configured data, preprocessed (from the data cache when it has them), with the
     training split over-sampled when config.data.oversample asks."""
+    dataset, summary, fitted = load_preprocessed(config, preprocess)
+    return with_oversampling(dataset, config, summary, fitted)
+
+
+def load_preprocessed(config, preprocess):
+    """(dataset, its summary, the statistics fitted on train): the configured data
+    preprocessed, from the data cache when it has them."""
 
     def build():  # skipped when the cache has the result
         raw = load_dataset(config.data)
@@ -115,7 +122,7 @@ def load_data(config, preprocess) -> Data:
         )
         + f" ({summary.get('split_method', 'official')})"
     )
-    return with_oversampling(dataset, config, summary, fitted)
+    return dataset, summary, fitted
 
 
 def with_oversampling(dataset: Dataset, config, summary: dict, fitted: dict) -> Data:

@@ -17,6 +17,7 @@ from medjax import heads, hosts
 from medjax.errors import Interrupted, TrainingError
 from medjax.eval import post_hoc
 from medjax.report import run_card, timing
+from medjax.segment import prior as segment_prior
 from medjax.train import consistency, predictions
 from medjax.train import workdir as wd
 from medjax.train.evaluate import evaluate_runs, metrics_of_runs, predict_runs
@@ -30,8 +31,8 @@ def train_and_evaluate(
 ) -> dict:
     """Train, checkpoint and evaluate `config` in `workdir`; returns the results dict.
 
-    `hooks` are called as hook(step, state) after every step (tests interrupt a run with
-    them); running again on the same workdir resumes from its newest checkpoint.
+    `hooks` are called as hook(step, state) after every step, of the segmenter's too (tests
+    interrupt a run with them); running again on the same workdir resumes from its newest checkpoint.
     `experiment` (medjax.report.experiment.describe) is recorded in experiment.json.
     """
     experiments = None if experiment is None else [experiment]
@@ -45,7 +46,9 @@ def train_and_evaluate_runs(
     config.vectorize and train stacked in one program (medjax.train.vectorize), each writing
     its own workdir as a lone run would. Returns the K results dicts."""
     clock = timing.ProcessClock()
-    exp = build_experiment(configs)
+    # config.segment: a segmenter trained first rewrites the data the classifier trains on
+    prior = segment_prior.prepare(configs, workdirs, overwrite, hooks)
+    exp = build_experiment(configs, prior.data if prior else None)
     state = exp.init_state()  # a bad weights file fails here, before any workdir is touched
     with RunGroup(exp, workdirs, experiments) as runs:
         runs.claim(overwrite)
@@ -55,6 +58,8 @@ def train_and_evaluate_runs(
             print(f"resuming {', '.join(workdirs)} from step {start}")
         state = train(exp, runs, state, start, clock, hooks)
         results, probs = test(exp, runs, state)
+        if prior:
+            results[0]["segmentation"] = prior.results
         runs.write("results.json", results)
         if exp.config.log.plots:
             write_plots(exp, runs, results, probs)

@@ -25,6 +25,7 @@ from medjax.models.conv import IMPLS
 from medjax.ops import build_augment, build_mix, build_preprocess
 from medjax.ops.feature_check import check_feature_ops, input_shape
 from medjax.ops.per_class import check_mode, parse_per_class
+from medjax.segment.checks import check_segment
 from medjax.train import sharding, tracking, vectorize
 from medjax.train.losses import CLASS_WEIGHTS, LOSSES, MULTI_LABEL_LOSSES
 from medjax.train.optimizers import OPTIMIZERS, SCHEDULES
@@ -153,6 +154,7 @@ def validate(config) -> None:
     _check_data_keys(config.data)
     _check_model_keys(config)
     heads.check_config(config)
+    check_segment(config)
     LOSSES.get(config.loss.name)
     OPTIMIZERS.get(config.optimizer.name)
     SCHEDULES.get(config.optimizer.schedule)

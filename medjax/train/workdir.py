@@ -32,6 +32,7 @@ OUTPUTS = (
     "mlflow.json",
     "experiment.json",
     "ensemble.json",
+    "segmenter",
 )
 LOCK = ".medjax.lock"
 
