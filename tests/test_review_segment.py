@@ -10,7 +10,7 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 from sklearn.metrics import f1_score, jaccard_score
 
-from medjax.configs import get_base_config
+from medjax.configs import as_plain, get_base_config, load_config
 from medjax.data import load_dataset
 from medjax.data.source import Split
 from medjax.errors import ConfigError, DataError
@@ -205,3 +205,17 @@ def test_misaligned_masks_are_refused():
     split = Split(np.zeros((3, 4, 4, 1)), np.zeros(3, np.int32))
     with pytest.raises(DataError, match="'train' split has images"):
         check_aligned({"train": split}, {"train": np.zeros((3, 5, 4), bool)}, "x")
+
+
+def test_tools_that_would_skip_the_prior_refuse_the_run(tmp_path):
+    """predict, explain, export and evaluate would classify images the prior never prepared."""
+    from medjax.errors import WorkdirError
+    from medjax.inference import load_run
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "results.json").write_text("{}")
+    c = load_config("experiments/review/unet_crop_classify.py:runlocal")
+    (workdir / "config.json").write_text(json.dumps(as_plain(c)))
+    with pytest.raises(WorkdirError, match="segmentation prior"):
+        load_run(str(workdir))

@@ -167,6 +167,7 @@ def load_run(workdir: str) -> TrainedRun:
         raise WorkdirError(f"--workdir {workdir} does not exist; pass the folder a run trained in")
     results = _read_json(workdir, "results.json")
     config = config_from_plain(_read_json(workdir, "config.json"))
+    _refuse_segment_prior(config, workdir)
     summary = _read_json(workdir, "data_summary.json")
     if not files.has_variables(workdir):
         _write_missing_variables(config, workdir)
@@ -224,3 +225,17 @@ def _write_missing_variables(config, workdir: str) -> None:
         f"checkpoint once to write them (its results are recomputed, not changed)"
     )
     train_and_evaluate(config, workdir)
+
+
+def _refuse_segment_prior(config, workdir: str) -> None:
+    """A classifier trained behind a segmentation prior saw cropped (or mask-channel) images;
+    given plain ones it would answer without a word of warning, so it is not loaded."""
+    prior = config.get("segment", {}).get("model", "")
+    if prior:
+        raise WorkdirError(
+            f"{workdir} classifies images that its segmentation prior "
+            f"(config.segment.model={prior!r}, use={config.segment.use!r}) rewrote first; "
+            f"predict, explain, export and evaluate do not apply the segmenter yet, so they "
+            f"would classify unprepared images. Use the run's results.json and predictions/, "
+            f"or train without config.segment.model to use those tools"
+        )

@@ -11,6 +11,7 @@ an explanation gallery gets a Grad-CAM one of its test split first (W/explain/te
 
 import argparse
 import glob
+import json
 import os
 
 from medjax.cli import main_guard
@@ -51,6 +52,11 @@ def make_gallery(workdir: str) -> None:
     from medjax.explain.split import explain_split
     from medjax.inference import load_run
 
+    with open(os.path.join(workdir, "config.json")) as f:
+        prior = json.load(f).get("segment", {}).get("model")
+    if prior:
+        print("report: no Grad-CAM gallery for a run behind a segmentation prior (see README)")
+        return
     run = load_run(workdir)
     if run.multi_label:
         print("report: no Grad-CAM gallery for a multi-label run (one map per finding: see README)")
