@@ -32,7 +32,8 @@ def train_and_evaluate(
     """Train, checkpoint and evaluate `config` in `workdir`; returns the results dict.
 
     `hooks` are called as hook(step, state) after every step, of the segmenter's too (tests
-    interrupt a run with them); running again on the same workdir resumes from its newest checkpoint.
+    interrupt a run with them); running again on the same workdir resumes from its newest
+    checkpoint.
     `experiment` (medjax.report.experiment.describe) is recorded in experiment.json.
     """
     experiments = None if experiment is None else [experiment]
@@ -200,8 +201,8 @@ def test(exp, runs: RunGroup, state) -> tuple[list[dict], dict]:
     validation chose, the checks that it is evaluated as it was trained, and the operating
     point and temperature fitted on validation (medjax.eval.post_hoc); the test split is
     evaluated here and nowhere else. A fitted head (config.model.head, medjax.heads) is fitted
-    here, on the chosen checkpoint's features, and its results replace the network's. Returns (the runs' results, their probabilities (K, N,
-    classes) by split)."""
+    here, on the chosen checkpoint's features, and its results replace the network's. Returns
+    (the runs' results, their probabilities (K, N, classes) by split)."""
     trained, best = runs.best_states(state)
     state = exp.for_evaluation(trained)
     runs.save_inference(state)  # what predict, explain and export use (medjax.inference)
