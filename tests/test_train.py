@@ -170,8 +170,11 @@ def test_eight_devices_match_one_device(tmp_path):
     assert one["devices"] == 1 and eight["devices"] == 8
     assert len(one["loss"]) == 5  # steps 4, 8, ..., 20
     np.testing.assert_allclose(eight["loss"], one["loss"], rtol=2e-4, atol=1e-5)
-    # precise BN's statistics are reduced over the devices' shares of each batch
-    assert eight["val_auc"] == pytest.approx(one["val_auc"], abs=1e-3)
+    # precise BN's statistics are reduced over the devices' shares of each batch. Eight devices
+    # sum in another order, which may swap a few of the 32 x 32 positive-negative pairs of the
+    # 64 validation images (1/1024 of AUC each): two swapped on an Intel Xeon, none on an AMD
+    # EPYC; a broken reduction moves it by far more.
+    assert eight["val_auc"] == pytest.approx(one["val_auc"], abs=3 / 1024)
 
 
 def test_best_checkpoint_is_kept_and_found_after_a_restart(tmp_path):
