@@ -32,7 +32,9 @@ def summary(results: dict, workdir: str) -> str:
 def main(argv):
     from medjax.ensemble.combine import COMBINERS
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m medjax.ensemble", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--workdirs", nargs="+", required=True, help="finished runs to combine")
     parser.add_argument(
         "--method", default="soft", help=f"one of {', '.join(COMBINERS.names())} (default soft)"
