@@ -16,6 +16,7 @@ from sklearn import metrics as skm
 
 from medjax.eval import resample
 from medjax.eval.metrics import resample_indices
+from medjax.eval.operating_point import choose_threshold
 
 
 def per_finding_auc(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -107,13 +108,12 @@ def _bootstrap(labels, probs, preds, samples: int, seed: int) -> dict:
 def fit_thresholds(labels, probs) -> np.ndarray:
     """(L,) each finding's Youden threshold on these (validation) predictions; 0.5 for a
     finding with one outcome only."""
-    labels = np.asarray(labels).astype(bool)
+    labels, probs = np.asarray(labels).astype(bool), np.asarray(probs, np.float64)
     out = np.full(labels.shape[1], 0.5)
     for k in range(labels.shape[1]):
         if 0 < labels[:, k].sum() < len(labels):
-            fpr, tpr, cuts = skm.roc_curve(labels[:, k], np.asarray(probs)[:, k])
-            # cuts[0] is +inf (nothing positive); ties: the highest threshold
-            out[k] = float(cuts[1:][np.argmax((tpr - fpr)[1:])])
+            scores = np.stack([1 - probs[:, k], probs[:, k]], axis=-1)
+            out[k] = choose_threshold(labels[:, k].astype(int), scores, 1, "youden")
     return out
 
 

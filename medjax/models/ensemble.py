@@ -100,7 +100,9 @@ def member_names(members: Sequence[str]) -> list[str]:
     return names
 
 
-def _member_config(cfg, name: str):
+def member_config(cfg, name: str):
+    """A member's model config: `cfg` with its name, and no dropout or members of its own
+    (ensemble and two_branch build their backbones with it)."""
     if isinstance(cfg, ml_collections.FrozenConfigDict):
         member = cfg.as_configdict()
     else:
@@ -130,7 +132,7 @@ def ensemble(cfg, num_classes, image_size, act: Callable, norm: Any, dtype):
     if cfg.combine not in ("mean", "concat"):
         raise ConfigError(f"config.model.combine must be 'mean' or 'concat', not {cfg.combine!r}")
     built = tuple(
-        build_model(_member_config(cfg, m), num_classes, image_size).clone(name=name)
+        build_model(member_config(cfg, m), num_classes, image_size).clone(name=name)
         for m, name in zip(members, member_names(members), strict=True)
     )
     return Ensemble(num_classes, built, cfg.combine, cfg.dropout, act)

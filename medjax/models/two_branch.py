@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from medjax.errors import ConfigError
-from medjax.models.ensemble import _member_config, backbone_features
+from medjax.models.ensemble import backbone_features, member_config
 from medjax.models.layers import pooled_head
 from medjax.models.registry import MODELS, build_model
 
@@ -70,7 +70,7 @@ def two_branch(cfg, num_classes, image_size, act: Callable, norm: Any, dtype):
             f"that are the image (1 for grey, 3 for RGB), not {cfg.branch_channels!r}"
         )
     built = [
-        build_model(_member_config(cfg, name), num_classes, image_size).clone(name=branch)
+        build_model(member_config(cfg, name), num_classes, image_size).clone(name=branch)
         for name, branch in zip(branches, BRANCH_NAMES, strict=True)
     ]
     return TwoBranch(num_classes, *built, cfg.branch_channels, cfg.dropout)
